@@ -1,0 +1,38 @@
+"""Every image the roles use is pinned to an exact tag, and export_images.yml lists them all."""
+import os
+import re
+import subprocess
+from pathlib import Path
+
+import yaml
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def _role_images():
+    """Image defaults, with simple `{{ var }}` references to the same role's defaults resolved."""
+    images = {}
+    for defaults in ROOT.glob("roles/*/defaults/main.yml"):
+        values = yaml.safe_load(defaults.read_text()) or {}
+        for name, value in values.items():
+            if name.endswith("_image"):
+                images[name] = re.sub(r"{{ *(\w+) *}}", lambda m: str(values[m.group(1)]), value)
+    return images
+
+
+def test_images_are_pinned_and_not_doubles():
+    images = _role_images()
+    assert images
+    for name, ref in images.items():
+        tag = ref.rsplit(":", 1)[-1] if ":" in ref.rsplit("/", 1)[-1] else ""
+        assert tag and tag != "latest" and re.search(r"\d", tag), f"{name}={ref} is not pinned to a version"
+        assert "double" not in ref and "mattermost-ops-lab" not in ref, f"{name} points at a lab image"
+
+
+def test_export_playbook_lists_every_image():
+    result = subprocess.run(
+        ["ansible-playbook", "playbooks/export_images.yml", "-e", "export_images_list_only=true"],
+        cwd=ROOT, capture_output=True, text=True, check=True,
+        env={**os.environ, "ANSIBLE_CONFIG": str(ROOT / "ansible.cfg"), "ANSIBLE_NOCOLOR": "1"})
+    for ref in _role_images().values():
+        assert f"- {ref}" in result.stdout, ref

@@ -53,7 +53,9 @@ stage() {
   echo "=== stage $name: exit $rc after $((SECONDS - t0)) s"
 }
 
+# print_stages : the summary; its exit status is non-zero when any stage failed.
 print_stages() {
   echo "=== stage durations"
   printf '  %s\n' "${STAGES[@]}"
+  return "$FAILED"
 }

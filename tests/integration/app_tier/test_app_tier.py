@@ -123,19 +123,19 @@ def run(cmd, extra_vars=None, timeout=300):
 def session():
     """A user (logged in), a team and a channel with a few posts, created through Nginx."""
     name = "u" + uuid.uuid4().hex[:10]
-    status, _, user = api("POST", "/api/v4/users", {"username": name, "email": f"{name}@example.test",
-                                                     "password": "app-tier-Test-1"})
+    status, _hdrs, user = api("POST", "/api/v4/users",
+                              {"username": name, "email": f"{name}@example.test", "password": "app-tier-Test-1"})
     assert status == 201, user
     status, headers, me = api("POST", "/api/v4/users/login", {"login_id": name, "password": "app-tier-Test-1"})
     assert status in (200, 201), me
     token = headers["Token"]
-    status, _, team = api("POST", "/api/v4/teams", {"name": "t" + name, "display_name": "App tier", "type": "O"}, token)
+    status, _hdrs, team = api("POST", "/api/v4/teams", {"name": "t" + name, "display_name": "App tier", "type": "O"}, token)
     assert status == 201, team
-    status, _, channel = api("POST", "/api/v4/channels", {"team_id": team["id"], "name": "c" + name,
-                                                          "display_name": "Load", "type": "O"}, token)
+    status, _hdrs, channel = api("POST", "/api/v4/channels",
+                                 {"team_id": team["id"], "name": "c" + name, "display_name": "Load", "type": "O"}, token)
     assert status == 201, channel
     for i in range(5):
-        status, _, post = api("POST", "/api/v4/posts", {"channel_id": channel["id"], "message": f"seed {i}"}, token)
+        status, _hdrs, post = api("POST", "/api/v4/posts", {"channel_id": channel["id"], "message": f"seed {i}"}, token)
         assert status == 201, post
     return {"user": user, "token": token, "team": team, "channel": channel}
 
@@ -164,7 +164,7 @@ def k6_stop(proc, address):
 
 
 def k6_result(proc, summary, timeout):
-    output, _ = proc.communicate(timeout=timeout)
+    output = proc.communicate(timeout=timeout)[0]
     metrics = json.loads(Path(summary).read_text())["metrics"]
 
     def failed(kind):
@@ -177,7 +177,7 @@ def k6_result(proc, summary, timeout):
 def test_ping_through_nginx():
     status, headers, body = api("GET", "/api/v4/system/ping")
     assert status == 200 and body["status"] == "OK"
-    status, _, body = api("GET", "/api/v4/system/ping?get_server_status=true")
+    status, _hdrs, body = api("GET", "/api/v4/system/ping?get_server_status=true")
     assert status == 200 and body["status"] == "OK" and body.get("database_status") == "OK", body
     assert headers["X-Frame-Options"] == "SAMEORIGIN"
     assert headers["X-Content-Type-Options"] == "nosniff"
@@ -188,24 +188,24 @@ def test_ping_through_nginx():
 
 def test_user_team_channel_post_flow(session):
     token, channel = session["token"], session["channel"]
-    status, _, me = api("GET", "/api/v4/users/me", token=token)
+    status, _hdrs, me = api("GET", "/api/v4/users/me", token=token)
     assert status == 200 and me["id"] == session["user"]["id"]
-    status, _, teams = api("GET", "/api/v4/users/me/teams", token=token)
+    status, _hdrs, teams = api("GET", "/api/v4/users/me/teams", token=token)
     assert status == 200 and session["team"]["id"] in [t["id"] for t in teams]
-    status, _, channels = api("GET", f"/api/v4/users/me/teams/{session['team']['id']}/channels", token=token)
+    status, _hdrs, channels = api("GET", f"/api/v4/users/me/teams/{session['team']['id']}/channels", token=token)
     assert status == 200 and {channel["id"], } <= {c["id"] for c in channels}
     assert "town-square" in {c["name"] for c in channels}
-    status, _, post = api("POST", "/api/v4/posts", {"channel_id": channel["id"], "message": "hello app tier"}, token)
+    status, _hdrs, post = api("POST", "/api/v4/posts", {"channel_id": channel["id"], "message": "hello app tier"}, token)
     assert status == 201 and post["message"] == "hello app tier"
-    status, _, posts = api("GET", f"/api/v4/channels/{channel['id']}/posts", token=token)
+    status, _hdrs, posts = api("GET", f"/api/v4/channels/{channel['id']}/posts", token=token)
     assert status == 200 and posts["order"][0] == post["id"]
-    status, _, error = api("GET", "/api/v4/users/me", token="not-a-token")
+    status, _hdrs, error = api("GET", "/api/v4/users/me", token="not-a-token")
     assert status == 401 and error["status_code"] == 401 and error["id"]
 
 
 def test_requests_are_spread_over_all_replicas():
     offset, addresses = access_log_offset(), replica_addresses()
-    for _ in range(60):
+    for _attempt in range(60):
         assert api("GET", "/api/v4/system/ping")[0] == 200
     lines = [entry for entry in access_log_since(offset) if entry["uri"] == "/api/v4/system/ping"]
     assert len(lines) >= 60, f"{len(lines)} ping lines in {ACCESS_LOG}"

@@ -51,10 +51,11 @@ class Log:
     """Mattermost-style JSON lines into <LogSettings.FileLocation (a directory)>/mattermost.log and to stdout."""
 
     def __init__(self):
-        self.lock, self.file, on = threading.Lock(), None, lambda name: env(name, "true").lower() == "true"
-        self.console, self.console_json, self.file_json = (on(f"MM_LOGSETTINGS_{k}") for k in ("ENABLECONSOLE", "CONSOLEJSON", "FILEJSON"))
+        self.lock, self.file = threading.Lock(), None
+        self.console, self.console_json, self.file_json, enable_file = (
+            env(f"MM_LOGSETTINGS_{k}", "true").lower() == "true" for k in ("ENABLECONSOLE", "CONSOLEJSON", "FILEJSON", "ENABLEFILE"))
         self.console_level, self.file_level = (LEVELS.get(env(f"MM_LOGSETTINGS_{k}LEVEL", "info").lower(), 20) for k in ("CONSOLE", "FILE"))
-        if on("MM_LOGSETTINGS_ENABLEFILE"):
+        if enable_file:
             os.makedirs(env("MM_LOGSETTINGS_FILELOCATION") or "/mattermost/logs", exist_ok=True)
             self.file = open(os.path.join(env("MM_LOGSETTINGS_FILELOCATION") or "/mattermost/logs", "mattermost.log"), "a",
                              buffering=1, encoding="utf-8")
@@ -393,7 +394,7 @@ class Handler(BaseHTTPRequestHandler):  # HTTP/1.1 with keep-alive; every API ca
                      "prev_post_id": "", "has_next": len(posts) == per_page}
 
     def authenticate(self):
-        scheme, _, token = self.headers.get("Authorization", "").partition(" ")
+        scheme, _space, token = self.headers.get("Authorization", "").partition(" ")
         with db.tx() as cur:
             cur.execute("SELECT userid, roles FROM sessions WHERE token = %s AND expiresat > %s", (token.strip(), now_ms()))
             row = cur.fetchone()
@@ -486,10 +487,10 @@ def main():
     if not site_url:
         log("warn", "ServiceSettings.SiteURL is not set")
     db.migrate()
-    host, _, port = listen.rpartition(":")
+    host, _colon, port = listen.rpartition(":")
     server, done = ThreadingHTTPServer((host, int(port or 8065)), Handler), threading.Event()  # daemon threads
     for sig in (signal.SIGTERM, signal.SIGINT):
-        signal.signal(sig, lambda *_: threading.Thread(target=drain, args=(server, done)).start())
+        signal.signal(sig, lambda *_args: threading.Thread(target=drain, args=(server, done)).start())
     log("info", f"Server is listening on {listen}", address=listen)
     server.serve_forever(poll_interval=0.2)
     done.wait(10)

@@ -1,0 +1,41 @@
+#!/usr/bin/env bash
+# Integration test of the backup and archive roles and the backup/restore playbooks against this
+# machine's own Docker engine: build the lab images, check mode on a fresh host, converge the stack
+# (postgres, pgbouncer, the Mattermost test double, nginx, backup, archive; names prefixed ops-),
+# pytest (idempotence, round trip through a restore, out of space, retention, lock, archiving with
+# the insert latency measured, bad input), then clean up (KEEP=1 keeps the stack). OPS_HTTP_PORT
+# moves Nginx off 18473; the measured numbers are printed at the end and kept in OPS_REPORT.
+set -euo pipefail
+HERE=$(cd "$(dirname "$0")" && pwd)
+# shellcheck source-path=SCRIPTDIR source=../../../scripts/lib.sh
+source "$HERE/../../../scripts/lib.sh"
+mkdir -p "$ROOT/.collections/ansible_collections/mattermost_ops"
+ln -sfn "$ROOT" "$ROOT/.collections/ansible_collections/mattermost_ops/stack"
+cd "$ROOT"
+
+export OPS_HTTP_PORT=${OPS_HTTP_PORT:-18473}
+export OPS_REPORT=${OPS_REPORT:-/tmp/ops-report.txt}
+PLAY=(ansible-playbook -i 'localhost,' "$HERE/play.yml")
+[ "${KEEP:-0}" = 1 ] || trap '"$HERE/cleanup.sh"' EXIT
+t0=$SECONDS
+
+tests/lab/build-images
+"$HERE/cleanup.sh"
+rm -f "$OPS_REPORT"
+
+echo "[operations] check mode on a fresh host"
+"${PLAY[@]}" --check >/tmp/ops-check.log 2>&1 || { tail -40 /tmp/ops-check.log; exit 1; }
+grep -A1 'PLAY RECAP' /tmp/ops-check.log | tail -1
+
+echo "[operations] converge"
+"${PLAY[@]}" >/tmp/ops-converge.log 2>&1 || { tail -60 /tmp/ops-converge.log; exit 1; }
+grep -A1 'PLAY RECAP' /tmp/ops-converge.log | tail -1
+
+export OPS_URL="http://127.0.0.1:$OPS_HTTP_PORT" OPS_CONVERGE="${PLAY[*]}"
+export OPS_PLAYBOOK="ansible-playbook -i localhost, -e @$HERE/vars.yml"
+export OPS_ARCHIVE_PLAY="ansible-playbook -i localhost, $HERE/archive.yml"
+echo "[operations] pytest against $OPS_URL"
+python -m pytest -p no:cacheprovider -q -rs "$HERE/test_operations.py" "$@"
+echo "[operations] measured:"
+cat "$OPS_REPORT"
+echo "[operations] passed in $((SECONDS - t0)) s"

@@ -42,7 +42,7 @@ def test_unsupported_os_is_refused_by_name(tmp_path):
         "      ansible.builtin.include_role:\n"
         "        name: mattermost_ops.stack.stack\n"
     )
-    result, _ = _run(str(playbook), "-i", "localhost,", "-e", f"ansible_python_interpreter={sys.executable}")
+    result, _seconds = _run(str(playbook), "-i", "localhost,", "-e", f"ansible_python_interpreter={sys.executable}")
     out = result.stdout + result.stderr
     assert result.returncode != 0
     assert "CentOS 9 is not supported" in out, out[-2000:]
@@ -50,8 +50,8 @@ def test_unsupported_os_is_refused_by_name(tmp_path):
 
 
 def test_host_too_small_names_the_memory_the_plan_needs():
-    result, _ = _run("site.yml", "-i", "inventories/lab", "-e", "stack_host_memory_mb=1024",
-                     "-e", "stack_host_vcpus=2", "--check")
+    result, _seconds = _run("site.yml", "-i", "inventories/lab", "-e", "stack_host_memory_mb=1024",
+                            "-e", "stack_host_vcpus=2", "--check")
     out = result.stdout + result.stderr
     assert result.returncode != 0
     assert "memory_mb" in out and "1024" in out, out[-2000:]

@@ -4,6 +4,7 @@
 set -euo pipefail
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 VENV="$ROOT/.venv"
+export MMOPS_ROOT="$ROOT"   # the checkout, for test inventories
 export PATH="$VENV/bin:$PATH"
 export ANSIBLE_CONFIG="$ROOT/ansible.cfg"
 export ANSIBLE_FORCE_COLOR=0 PY_COLORS=0

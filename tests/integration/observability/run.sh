@@ -6,6 +6,7 @@
 set -euo pipefail
 HERE=$(cd "$(dirname "$0")" && pwd)
 ROOT=$(cd "$HERE/../../.." && pwd)
+export MMOPS_ROOT="$ROOT"
 export ANSIBLE_CONFIG="$ROOT/ansible.cfg" ANSIBLE_NOCOLOR=1
 LOGS=$(mktemp -d)
 cleanup() { [ "${KEEP:-0}" = 1 ] || "$HERE/cleanup.sh"; }

@@ -33,6 +33,11 @@ ensure_venv() {
     "$VENV/bin/pip" install -q --disable-pip-version-check -r "$ROOT/$1" -c "$ROOT/constraints.txt"
     touch "$VENV/.installed-$digest"
   fi
+  link_collection
+}
+
+# link_collection : let `mattermost_ops.stack.*` resolve to this checkout (see ansible.cfg).
+link_collection() {
   mkdir -p "$ROOT/.collections/ansible_collections/mattermost_ops"
   ln -sfn "$ROOT" "$ROOT/.collections/ansible_collections/mattermost_ops/stack"
 }

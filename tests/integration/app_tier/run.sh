@@ -7,8 +7,7 @@ set -euo pipefail
 HERE=$(cd "$(dirname "$0")" && pwd)
 # shellcheck source=../../../scripts/lib.sh
 source "$HERE/../../../scripts/lib.sh"
-mkdir -p "$ROOT/.collections/ansible_collections/mattermost_ops"
-ln -sfn "$ROOT" "$ROOT/.collections/ansible_collections/mattermost_ops/stack"
+link_collection
 cd "$ROOT"
 
 export APP_HTTP_PORT=${APP_HTTP_PORT:-18080}

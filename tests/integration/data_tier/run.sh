@@ -6,8 +6,7 @@ set -euo pipefail
 HERE=$(cd "$(dirname "$0")" && pwd)
 # shellcheck source-path=SCRIPTDIR source=../../../scripts/lib.sh
 source "$HERE/../../../scripts/lib.sh"
-mkdir -p "$ROOT/.collections/ansible_collections/mattermost_ops"
-ln -sfn "$ROOT" "$ROOT/.collections/ansible_collections/mattermost_ops/stack"
+link_collection
 cd "$ROOT"
 
 PLAY=(ansible-playbook -i 'localhost,' "$HERE/play.yml")

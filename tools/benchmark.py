@@ -20,7 +20,8 @@ lt-bench-*; Nginx on 127.0.0.1:18091; nothing else is touched):
      containers - the roles refuse them by design and have no switch to skip the plan check;
   5. run "seed": the same scenario, the same sampling;
   6. writes the Markdown report and removes the stack (--keep leaves it, with the seed settings).
-Every number in the report comes from this run.
+Every number in the report comes from this run. docs/benchmarks.md also holds the pool-size sweep of
+tools/pool_sweep.py (which imports the helpers below); each tool rewrites only its own part of the file.
 """
 
 from __future__ import annotations
@@ -63,6 +64,8 @@ SEED = {
     "postgres": {"max_connections": "100"},
     "mattermost": {"MM_SQLSETTINGS_MAXOPENCONNS": "30", "MM_SQLSETTINGS_MAXIDLECONNS": "10"},
 }
+# The pool-size sweep's part of docs/benchmarks.md lies between these markers (see write_report).
+SWEEP_BEGIN, SWEEP_END = "<!-- pool-sweep:begin -->", "<!-- pool-sweep:end -->"
 PGBOUNCER_SHOWN = ("pool_mode", "max_client_conn", "default_pool_size", "min_pool_size", "reserve_pool_size",
                    "reserve_pool_timeout", "max_db_connections", "query_wait_timeout")
 
@@ -212,12 +215,15 @@ def k6_running(marker):
 
 
 class Sampler(threading.Thread):
-    """Twice a second while k6 runs (a k6 process with `marker` in its command line): PostgreSQL's
-    connections (pg_stat_activity) and PgBouncer's pools (SHOW POOLS)."""
+    """Twice a second while k6 runs (a k6 process with `marker` in its command line; or while `active()`
+    is true): PostgreSQL's connections (pg_stat_activity) and PgBouncer's pools (SHOW POOLS; with
+    `database`, only the pools of that database)."""
 
-    def __init__(self, marker, interval=0.5):
+    def __init__(self, marker, interval=0.5, active=None, database=None):
         super().__init__(daemon=True)
         self.marker, self.interval, self.stop, self.errors = marker, interval, threading.Event(), []
+        self.active = active or (lambda: k6_running(self.marker))
+        self.database = database
         self.samples = 0
         self.max = {"pg_all": 0, "pg_clients": 0, "pg_active": 0, "cl_waiting": 0, "cl_active": 0, "sv_total": 0,
                     "maxwait_ms": 0.0}
@@ -228,7 +234,7 @@ class Sampler(threading.Thread):
     def run(self):
         pg = bouncer = None
         while not self.stop.is_set():
-            if not k6_running(self.marker):
+            if not self.active():
                 self.stop.wait(self.interval / 2)
                 continue
             try:
@@ -242,7 +248,8 @@ class Sampler(threading.Thread):
                 self.note("pg_all", total)
                 self.note("pg_clients", clients - 1)
                 self.note("pg_active", active - 1)
-                pools = [p for p in show(bouncer, "SHOW POOLS") if p["database"] != "pgbouncer"]
+                pools = [p for p in show(bouncer, "SHOW POOLS") if p["database"] != "pgbouncer"
+                         and p["database"] == (self.database or p["database"])]
                 self.note("cl_waiting", sum(int(p["cl_waiting"]) for p in pools))
                 self.note("cl_active", sum(int(p["cl_active"]) for p in pools))
                 self.note("sv_total", sum(int(p.get(k) or 0) for p in pools
@@ -283,6 +290,20 @@ def wait_ping(timeout=120):
     raise RuntimeError(f"{URL} does not answer its ping with the database OK")
 
 
+def set_pgbouncer_ini(settings, note):
+    """Put `settings` ({key: value}) into the [pgbouncer] section of the pgbouncer.ini the role wrote (the
+    section is the file's last), with a first line saying who changed it. The caller reloads or restarts."""
+    ini = STACK_DIR / "pgbouncer" / "pgbouncer.ini"
+    text = ini.read_text(encoding="utf-8")
+    for key, value in settings.items():
+        text, count = re.subn(rf"(?m)^{key}\s*=.*$", f"{key} = {value}", text)
+        if count == 0:
+            text = text.rstrip("\n") + f"\n{key} = {value}\n"
+    if not text.startswith(f"; {note}"):
+        text = f"; {note} (not by the pgbouncer role)\n" + text
+    ini.write_text(text, encoding="utf-8")
+
+
 def apply_seed_settings():
     """The seed's connection settings, applied to the running containers (not through the roles,
     which refuse them: that is their job)."""
@@ -293,13 +314,7 @@ def apply_seed_settings():
     wait_healthy(POSTGRES)
 
     log("seed settings: PgBouncer session pool of 50, no reserve (pgbouncer.ini rewritten, restart)")
-    ini = STACK_DIR / "pgbouncer" / "pgbouncer.ini"
-    text = ini.read_text(encoding="utf-8")
-    for key, value in SEED["pgbouncer"].items():
-        text, count = re.subn(rf"(?m)^{key}\s*=.*$", f"{key} = {value}", text)
-        if count == 0:
-            text += f"{key} = {value}\n"
-    ini.write_text("; SEED SETTINGS applied by tools/benchmark.py (not by the pgbouncer role)\n" + text, encoding="utf-8")
+    set_pgbouncer_ini(SEED["pgbouncer"], "SEED SETTINGS applied by tools/benchmark.py")
     docker("restart", "-t", "10", PGBOUNCER)
     wait_healthy(PGBOUNCER)
 
@@ -313,15 +328,16 @@ def apply_seed_settings():
     wait_ping()
 
 
-def loadtest(label, args, results_root):
-    """playbooks/loadtest.yml with the benchmark scenario, sampled; the k6 summary and the samples."""
+def loadtest(label, args, results_root, database=None):
+    """playbooks/loadtest.yml with the benchmark scenario, sampled (PgBouncer: the pools of `database`, or
+    all); the k6 summary and the samples."""
     results = results_root / label
     extra = {"loadtest_base_url": URL, "loadtest_scenarios": ["benchmark"], "loadtest_vus": args.vus,
              "loadtest_duration": args.duration, "loadtest_results_dir": str(results),
              "loadtest_state_dir": str(STACK_DIR / "loadtest-state"), "loadtest_postgres_container": POSTGRES}
     cmd = [str(VENV_BIN / "ansible-playbook"), str(LOADTEST.relative_to(ROOT)), "-e", json.dumps(extra)]
     load_before = os.getloadavg()
-    sampler = Sampler(marker=str(results / "benchmark.summary.json"))
+    sampler = Sampler(marker=str(results / "benchmark.summary.json"), database=database)
     sampler.start()
     rc, output, seconds = run(cmd, logfile=results_root / f"{label}.loadtest.log", check=False)
     sampler.stop.set()
@@ -340,7 +356,8 @@ def loadtest(label, args, results_root):
     return {"label": label, "rc": rc, "playbook_seconds": seconds, "requests": metrics["http_reqs"]["count"],
             "rps": metrics["http_reqs"]["rate"], "p50": duration["med"], "p95": duration["p(95)"],
             "p99": duration["p(99)"], "lat_max": duration["max"], "login_p95": login.get("p(95)"),
-            "error_rate": metrics["http_req_failed"]["value"], "crossed": crossed, "samples": sampler.samples,
+            "error_rate": metrics["http_req_failed"]["value"], "errors": metrics["http_req_failed"].get("passes"),
+            "crossed": crossed, "samples": sampler.samples,
             "sampler_errors": sampler.errors[:5], "max": sampler.max, "load_before": load_before,
             "load_after": os.getloadavg(), "results": str(results)}
 
@@ -504,6 +521,51 @@ def render(args, command, started, finished, host, converges, settings, runs):
     return "\n".join(lines)
 
 
+def write_report(path, plan_seed=None, sweep=None):
+    """docs/benchmarks.md: the plan-vs-seed report (render() above) followed by the pool-size sweep
+    (tools/pool_sweep.py) between SWEEP_BEGIN and SWEEP_END. A part given as None is kept as it is."""
+    path = Path(path)
+    old = path.read_text(encoding="utf-8") if path.exists() else ""
+    head, found, rest = old.partition(SWEEP_BEGIN)
+    old_sweep = rest.partition(SWEEP_END)[0].strip("\n") if found else ""
+    head = (head if plan_seed is None else plan_seed).rstrip("\n")
+    sweep = old_sweep if sweep is None else sweep.strip("\n")
+    text = head + (f"\n\n{SWEEP_BEGIN}\n{sweep}\n{SWEEP_END}" if sweep else "")
+    path.write_text(text.lstrip("\n") + "\n", encoding="utf-8")
+
+
+def host_info():
+    return {"cpus": os.cpu_count(), "kernel": platform.release(),
+            "memory_gb": int(re.search(r"MemTotal:\s+(\d+)", Path("/proc/meminfo").read_text()).group(1)) / 1048576,
+            "cpu_model": re.search(r"model name\s*:\s*(.*)", Path("/proc/cpuinfo").read_text()).group(1).strip(),
+            "docker": docker("version", "--format", "{{.Server.Version}}").strip()}
+
+
+def prepare(args, results_root):
+    """The collection link for Ansible, the lab images (unless --no-build), no earlier lt-bench stack."""
+    results_root.mkdir(parents=True)
+    (ROOT / ".collections" / "ansible_collections" / "mattermost_ops").mkdir(parents=True, exist_ok=True)
+    link = ROOT / ".collections" / "ansible_collections" / "mattermost_ops" / "stack"
+    if not link.exists():
+        link.symlink_to(ROOT)
+    if not args.no_build:
+        log("lab images")
+        run([str(ROOT / "tests" / "lab" / "build-images")], logfile=results_root / "build-images.log")
+    run([str(CLEANUP)])
+
+
+def converge(results_root, labels):
+    """play.yml once per label, timed; [{label, seconds, recap}]."""
+    converges = []
+    cmd = [str(VENV_BIN / "ansible-playbook"), "-i", "localhost,", str(PLAY.relative_to(ROOT))]
+    for label in labels:
+        log(label)
+        _, output, seconds = run(cmd, logfile=results_root / f"converge-{len(converges) + 1}.log")
+        converges.append({"label": label, "seconds": seconds, "recap": recap(output)})
+        log(f"{label}: {seconds:.0f} s, {recap(output)}")
+    return converges
+
+
 def main():
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--quick", action="store_true", help="30 VUs, 30 s per run")
@@ -518,9 +580,9 @@ def main():
     if args.render_only:
         data = json.loads(Path(args.render_only).read_text())
         ran = argparse.Namespace(**data["args"])
-        Path(args.output).write_text(render(ran, data["command"], dt.datetime.fromisoformat(data["started"]),
-                                            dt.datetime.fromisoformat(data["finished"]), data["host"], data["converges"],
-                                            data["settings"], data["runs"]), encoding="utf-8")
+        write_report(args.output, render(ran, data["command"], dt.datetime.fromisoformat(data["started"]),
+                                         dt.datetime.fromisoformat(data["finished"]), data["host"], data["converges"],
+                                         data["settings"], data["runs"]))
         log(f"wrote {args.output} from {args.render_only}")
         return
     args.vus = args.vus or (30 if args.quick else 100)
@@ -528,28 +590,11 @@ def main():
     command = shlex.join([".venv/bin/python", "tools/benchmark.py", *sys.argv[1:]])
     started = dt.datetime.now(dt.timezone.utc)
     results_root = ROOT / "results" / f"benchmark-{started:%Y%m%dT%H%M%SZ}"
-    results_root.mkdir(parents=True)
-    (ROOT / ".collections" / "ansible_collections" / "mattermost_ops").mkdir(parents=True, exist_ok=True)
-    link = ROOT / ".collections" / "ansible_collections" / "mattermost_ops" / "stack"
-    if not link.exists():
-        link.symlink_to(ROOT)
-
-    host = {"cpus": os.cpu_count(), "kernel": platform.release(),
-            "memory_gb": int(re.search(r"MemTotal:\s+(\d+)", Path("/proc/meminfo").read_text()).group(1)) / 1048576,
-            "cpu_model": re.search(r"model name\s*:\s*(.*)", Path("/proc/cpuinfo").read_text()).group(1).strip(),
-            "docker": docker("version", "--format", "{{.Server.Version}}").strip()}
-    if not args.no_build:
-        log("lab images")
-        run([str(ROOT / "tests" / "lab" / "build-images")], logfile=results_root / "build-images.log")
-    run([str(CLEANUP)])
+    host = host_info()
+    prepare(args, results_root)
     try:
-        converges = []
-        converge = [str(VENV_BIN / "ansible-playbook"), "-i", "localhost,", str(PLAY.relative_to(ROOT))]
-        for label in ("fresh converge (empty engine: images loaded, containers created)", "no-op converge (nothing to change)"):
-            log(label)
-            _, output, seconds = run(converge, logfile=results_root / f"converge-{len(converges) + 1}.log")
-            converges.append({"label": label, "seconds": seconds, "recap": recap(output)})
-            log(f"{label}: {seconds:.0f} s, {recap(output)}")
+        converges = converge(results_root, ("fresh converge (empty engine: images loaded, containers created)",
+                                            "no-op converge (nothing to change)"))
         wait_ping()
 
         settings, runs = {}, []
@@ -566,8 +611,7 @@ def main():
             {"command": command, "args": {"vus": args.vus, "duration": args.duration}, "started": started.isoformat(),
              "finished": finished.isoformat(), "host": host, "converges": converges, "settings": settings,
              "runs": runs}, indent=2))
-        Path(args.output).write_text(render(args, command, started, finished, host, converges, settings, runs),
-                                     encoding="utf-8")
+        write_report(args.output, render(args, command, started, finished, host, converges, settings, runs))
         log(f"wrote {args.output} (raw data in {results_root})")
     finally:
         if not args.keep:

@@ -56,8 +56,10 @@ def plot(data, path, planner):
         axis.axvline(planner, color="grey", linestyle="--", linewidth=1, label=f"planner's pool ({planner})")
         axis.grid(True, alpha=0.3)
     right.legend(loc="best", fontsize=8)
-    fig.suptitle(f"PgBouncer pool-size sweep ({data['started'][:10]}, 2 cores shared by the stack and the load)",
-                 fontsize=10)
+    others = [r[w]["other_jobs_cores"] for r in runs for w in WORKLOADS if "other_jobs_cores" in r[w]]
+    busy = f"; other jobs took {sum(others) / len(others):.2f} cores on average" if others else ""
+    fig.suptitle(f"PgBouncer pool-size sweep ({data['started'][:10]}, {data['host']['cpus']} cores shared by the "
+                 f"stack and the load{busy})", fontsize=10)
     fig.tight_layout()
     Path(path).parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(path, dpi=100, metadata={"Software": None})
@@ -79,7 +81,9 @@ def noise(runs, cpus):
             "column below). ")
     if max(others) > 0.3:
         return text + ("They took CPU from PostgreSQL, PgBouncer, the replicas and the load generators unevenly, "
-                       "so differences between pool sizes are partly their doing; each pool size ran once.")
+                       "so differences between pool sizes are partly their doing; each pool size ran once. **Do not "
+                       "calibrate the planner from this run**: run the same command again on an otherwise idle "
+                       "machine.")
     return text + "Each pool size ran once: differences of a few percent are within run-to-run noise."
 
 
@@ -108,6 +112,8 @@ def render(data, data_path, image, planner):
                 f"lowest: **{pools(v['good'])}**")
 
     errors = [f"pool {r['pool_size']}: {r[w]['errors']} {w} errors" for r in runs for w in WORKLOADS if r[w]["errors"]]
+    crossed = [f"pool {r['pool_size']}: " + ", ".join(f"`{c}`" for c in r["k6"]["crossed"])
+               for r in runs if r["k6"].get("crossed")]
     mm_conns = int(data["fixed"]["mattermost MaxOpenConns"]) * len(bm.REPLICAS)
     limits = ", ".join(f"{name.removeprefix(bm.PREFIX + '-')} {c['cpus']:g}" for name, c in data["containers"].items())
     lines = [
@@ -138,9 +144,9 @@ def render(data, data_path, image, planner):
         f"most {mm_conns} clients reach PgBouncer: pools above {mm_conns} cannot differ for this workload.",
         f"- **pgbench:** TPC-B (built-in script), scale {pgb['scale']}, {pgb['clients']} clients, "
         f"{pgb['threads']} threads, `-T {pgb['seconds']}`, `-M {pgb['protocol']}`, through PgBouncer (transaction "
-        "mode) to its own database `pgbench`, initialised once directly against PostgreSQL. It ran in a one-off "
-        f"container `{pgb['container']}` (the lab PostgreSQL image, no CPU limit) on the stack network, so it "
-        "competes with the stack for the same cores. Throughput is pgbench's tps (without initial connection "
+        "mode) to its own database `pgbench`, initialised once directly against PostgreSQL. It ran by `docker exec` "
+        f"in a helper container `{pgb['container']}` (the lab PostgreSQL image, no CPU limit) on the stack network, "
+        "so it competes with the stack for the same cores. Throughput is pgbench's tps (without initial connection "
         "time); p50/p95 are exact nearest-rank percentiles over every transaction's latency in pgbench's "
         "per-transaction log (`-l`), PgBouncer queueing included.",
         "",
@@ -164,7 +170,8 @@ def render(data, data_path, image, planner):
         + ("within the criterion for both workloads." if pool in both else "within the criterion for "
            + (" and ".join(name for w, (name, _) in WORKLOADS.items() if pool in verdicts[w]["good"])
               or "neither workload") + "."),
-        f"- Errors: {'; '.join(errors) if errors else 'none in any run'}.",
+        f"- Errors: {'; '.join(errors) if errors else 'none in any run'}. k6 thresholds crossed (latency, not "
+        f"errors): {'; '.join(crossed) if crossed else 'none'}.",
         f"- {noise(runs, host['cpus'])}",
         "",
         "| pool size | k6 p50 | k6 requests | k6 errors | pgbench p50 | pgbench transactions | pgbench failed "

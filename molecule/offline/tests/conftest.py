@@ -12,11 +12,12 @@ ROOT = Path(__file__).resolve().parents[3]
 SCENARIO = Path(__file__).resolve().parents[1]
 
 
-def _load_plan_filters():
-    spec = importlib.util.spec_from_file_location("stack_plan", ROOT / "plugins/filter/stack_plan.py")
+def _load_capacity():
+    """The capacity model itself (plain Python), loaded by path: no Ansible or collection path needed."""
+    spec = importlib.util.spec_from_file_location("capacity", ROOT / "plugins/module_utils/capacity.py")
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
-    return module.FilterModule().filters()
+    return module
 
 
 @pytest.fixture(scope="session")
@@ -30,12 +31,13 @@ def inventory_vars():
 
 @pytest.fixture(scope="session")
 def plan(inventory_vars):
-    """The plan the roles must have applied, computed independently from the inventory."""
+    """The effective plan the roles must have applied, computed independently from the inventory."""
     v = inventory_vars
-    return _load_plan_filters()["stack_plan"](
+    return _load_capacity().stack_plan(
         v["stack_users"], replicas=v["stack_mattermost_replicas"], vcpus=v["stack_host_vcpus"],
         memory_mb=v["stack_host_memory_mb"], pool_mode=v.get("stack_pgbouncer_pool_mode", "transaction"),
-        services=v.get("stack_services", []))
+        services=v.get("stack_services", []), plugins=v.get("stack_mattermost_plugins", 0),
+        overrides=v.get("stack_plan_overrides") or None)
 
 
 @pytest.fixture

@@ -63,6 +63,7 @@ def test_replicas_carry_the_plan(host, plan):
         "MM_SQLSETTINGS_QUERYTIMEOUT": str(mm["QueryTimeout"]),
         "GOMAXPROCS": str(mm["GOMAXPROCS"]),
         "GOMEMLIMIT": mm["GOMEMLIMIT"],
+        "MM_PLUGINSETTINGS_AUTOMATICPREPACKAGEDPLUGINS": str(plan["inputs"]["plugins"] > 0).lower(),
     }
     for n in range(1, mm["replicas"] + 1):
         info = json.loads(host.check_output(f"docker inspect mattermost-{n}"))[0]
@@ -70,8 +71,8 @@ def test_replicas_carry_the_plan(host, plan):
         for key, value in expected.items():
             assert env.get(key) == value, (n, key)
         assert "binary_parameters=yes" in env["MM_SQLSETTINGS_DATASOURCE"]
-        assert info["HostConfig"]["Memory"] == mm["memory_mb"] * 1024 * 1024
-        assert info["HostConfig"]["NanoCpus"] == int(round(mm["cpus"] * 1e9))
+        assert info["HostConfig"]["Memory"] == plan["containers"]["mattermost"]["memory_mb"] * 1024 * 1024
+        assert info["HostConfig"]["NanoCpus"] == int(round(plan["containers"]["mattermost"]["cpus"] * 1e9))
         assert "no-new-privileges" in " ".join(info["HostConfig"]["SecurityOpt"] or [])
         assert info["HostConfig"]["PidsLimit"] == 200
         assert not info["HostConfig"]["PortBindings"]

@@ -336,7 +336,8 @@ def test_second_converge_changes_nothing():
 def test_check_diff_shows_a_pool_change_and_fails_nothing():
     before = container_state(stack_containers())
     planned = int(EXPECTED["env"]["MM_SQLSETTINGS_MAXOPENCONNS"])
-    rc, output, counts = run(CONVERGE + ["--check", "--diff"], {"mattermost_max_open_conns": planned + 2})
+    rc, output, counts = run(CONVERGE + ["--check", "--diff"],
+                             {"stack_plan_overrides": {"mattermost": {"MaxOpenConns": planned + 2}}})
     assert rc == 0 and counts["failed"] == 0, output[-4000:]
     assert f"-MM_SQLSETTINGS_MAXOPENCONNS={planned}" in output
     assert f"+MM_SQLSETTINGS_MAXOPENCONNS={planned + 2}" in output
@@ -350,11 +351,17 @@ def test_check_diff_shows_a_pool_change_and_fails_nothing():
     ({"mattermost_site_url": "not a url"}, "is not a URL"),
     ({"mattermost_edition": "enterprise", "mattermost_license_file": "/nonexistent/mattermost.license"},
      "must exist on the controller"),
-], ids=["replicas-0", "site-url", "missing-licence"])
+    ({"mattermost_env": {"MM_SQLSETTINGS_MAXOPENCONNS": "40"}},
+     "mattermost_env.MM_SQLSETTINGS_MAXOPENCONNS sets a planned value: set stack_plan_overrides: "
+     "{mattermost: {MaxOpenConns: N}} instead"),
+    ({"mattermost_memory_mb": 2048},
+     "mattermost_memory_mb was removed: set stack_plan_overrides: {containers: {mattermost: {memory_mb: N}}}"),
+    ({"stack_plan_overrides": {"mattermost": {"GOMEMLIMIT": "off"}}}, "[gomemlimit_headroom]"),
+], ids=["replicas-0", "site-url", "missing-licence", "planned-env", "removed-variable", "override-breaks-a-rule"])
 def test_bad_input_fails_before_any_container_changes(extra_vars, message):
     before = container_state(stack_containers())
     rc, output, counts = run(CONVERGE, extra_vars)
     assert rc != 0 and counts.get("failed", 1) >= 1, output[-3000:]
-    assert message in output, output[-3000:]
+    assert message in " ".join(output.split()), output[-3000:]
     assert container_state(stack_containers()) == before
     assert api("GET", "/api/v4/system/ping")[0] == 200

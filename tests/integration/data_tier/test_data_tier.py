@@ -143,12 +143,26 @@ def test_postgres_settings_equal_plan():
         assert int(setting("superuser_reserved_connections")) == EXPECTED["postgres"]["superuser_reserved_connections"]
         assert setting("shared_buffers") == f"{EXPECTED['postgres']['shared_buffers_mb']}MB"
         assert setting("work_mem") == f"{EXPECTED['postgres']['work_mem_mb']}MB"
+        for name in ("effective_cache_size", "maintenance_work_mem", "autovacuum_work_mem"):
+            size = conn.execute("SELECT pg_size_bytes(current_setting(%s))", (name,)).fetchone()[0]
+            assert size == EXPECTED["postgres"][f"{name}_mb"] * 1048576, f"{name}: {setting(name)}"
+        assert float(setting("hash_mem_multiplier")) == EXPECTED["postgres"]["hash_mem_multiplier"]
         assert setting("password_encryption") == "scram-sha-256"
         assert "pg_stat_statements" in setting("shared_preload_libraries")
         assert conn.execute("SELECT count(*) FROM pg_settings WHERE pending_restart").fetchone()[0] == 0
         # Every stored password is a SCRAM verifier.
         assert conn.execute("SELECT count(*) FROM pg_authid WHERE rolpassword IS NOT NULL "
                             "AND rolpassword NOT LIKE 'SCRAM-SHA-256$%'").fetchone()[0] == 0
+
+
+def test_container_limits_equal_plan():
+    for role, name in (("postgres", EXPECTED["postgres_container"]), ("pgbouncer", EXPECTED["pgbouncer_container"])):
+        out = subprocess.run(DOCKER + ["inspect", "-f", "{{json .HostConfig}}", name],
+                             check=True, capture_output=True, text=True, timeout=30).stdout
+        host = json.loads(out)
+        planned = EXPECTED["containers"][role]
+        assert host["Memory"] == host["MemorySwap"] == planned["memory_mb"] * 1048576, (name, host["Memory"])
+        assert host["NanoCpus"] == round(planned["cpus"] * 1e9), (name, host["NanoCpus"])
 
 
 def test_mattermost_database_objects():
@@ -279,9 +293,28 @@ def test_only_intended_users_log_in(user, dbname, via_pgbouncer, allowed):
 @needs_converge
 def test_rejected_plan_value_fails_before_any_container_change():
     before = container_state()
-    rc, output, recap = converge({"pgbouncer_max_client_conn": 5})
+    rc, output, recap = converge({"stack_plan_overrides": {"pgbouncer": {"max_client_conn": 5}}})
     assert rc != 0 and recap["failed"] == 1 and recap["changed"] == 0
     assert "client_conn_capacity" in output and "max_client_conn 5" in output, output[-3000:]
+    assert container_state() == before
+
+
+@needs_converge
+@pytest.mark.parametrize("extra_vars,message", [
+    ({"pgbouncer_default_pool_size": 3},
+     "pgbouncer_default_pool_size was removed: set stack_plan_overrides: {pgbouncer: {default_pool_size: N}}"),
+    ({"postgres_settings": {"max_connections": 500}},
+     "postgres_settings.max_connections sets a planned value: set stack_plan_overrides: "
+     "{postgres: {max_connections: N}} instead"),
+    ({"pgbouncer_settings": {"max_db_connections": 0}},
+     "pgbouncer_settings.max_db_connections sets a planned value: set stack_plan_overrides: "
+     "{pgbouncer: {max_db_connections: N}} instead"),
+], ids=["removed-variable", "postgres-settings", "pgbouncer-settings"])
+def test_bypassing_the_plan_fails_before_any_container_change(extra_vars, message):
+    before = container_state()
+    rc, output, recap = converge(extra_vars)
+    assert rc != 0 and recap["failed"] == 1 and recap["changed"] == 0
+    assert message in " ".join(output.split()), output[-3000:]
     assert container_state() == before
 
 
@@ -314,7 +347,7 @@ def test_pool_change_reloads_without_dropping_sessions():
     before = container_state()
     with connect(USERS["mattermost"]) as session:
         assert session.execute("SELECT 1").fetchone() == (1,)
-        rc, output, recap = converge({"pgbouncer_default_pool_size": new})
+        rc, output, recap = converge({"stack_plan_overrides": {"pgbouncer": {"default_pool_size": new}}})
         assert rc == 0 and recap["failed"] == 0, output[-3000:]
         assert "RUNNING HANDLER [mattermost_ops.stack.pgbouncer : Reload PgBouncer]" in output
         # The session opened before the reload still works.

@@ -92,7 +92,7 @@ def attempt(planner, vcpus, memory_mb, users, replicas, pool_mode, services):
 def settings(plan):
     """(path, value) of every setting of a plan, without its inputs and rationale."""
     return leaves({key: value for key, value in plan.items()
-                   if key not in ("inputs", "rationale", "overrides", "violations")})
+                   if key not in ("inputs", "rationale", "overrides", "violations", "remedies")})
 
 
 def render_host(planner, title, vcpus, memory_mb, cases):

@@ -70,7 +70,8 @@ HASH_MEM_MULTIPLIER = 2.0  # [PG-docs] default since 15: a hash table may use 2 
 MAINT_MIN_MB = 64  # [PG-docs] maintenance_work_mem default
 MAINT_MAX_MB = 1024  # [assume] ample for Mattermost's index builds
 AUTOVACUUM_WORKERS = 3  # [PG-docs] autovacuum_max_workers default; each may use autovacuum_work_mem
-SHM_MB = 64  # [Docker] default /dev/shm of a container: parallel query's dynamic shared memory
+SHM_MB = 128  # [assume] /dev/shm of the PostgreSQL container (Docker's default 64): parallel query's shared memory
+DOCKER_SHM_MB = 64  # [Docker] --shm-size default, what a container has when nothing sets it
 BACKEND_MB = 5  # [assume] private memory of one PostgreSQL backend
 MM_BASE_MB = 384  # [assume] one replica without plugins, idle
 MM_PER_1000_USERS_MB = 1600  # [MM-docs] 1-1000 users: 2 GB for the app -> 384 + 1600 ~ 2 GB
@@ -107,7 +108,7 @@ CORE_CONTAINERS = ("postgres", "pgbouncer", "mattermost", "nginx")
 KEY_ORDER = {
     "postgres": ("max_connections", "superuser_reserved_connections", "shared_buffers_mb",
                  "effective_cache_size_mb", "work_mem_mb", "hash_mem_multiplier", "maintenance_work_mem_mb",
-                 "autovacuum_work_mem_mb"),
+                 "autovacuum_work_mem_mb", "shm_size_mb"),
     "pgbouncer": ("pool_mode", "max_client_conn", "default_pool_size", "min_pool_size", "reserve_pool_size",
                   "reserve_pool_timeout", "max_db_connections", "query_wait_timeout", "server_idle_timeout",
                   "server_lifetime"),
@@ -295,9 +296,9 @@ def _cpus(p, inp):
         p.put(f"containers.{name}.cpus", value, why)
 
 
-def postgres_need_mb(sb, maint, autovac, work, hash_mult, conns):
+def postgres_need_mb(sb, shm, maint, autovac, work, hash_mult, conns):
     """Memory the PostgreSQL container may use: shared memory, maintenance, autovacuum, backends."""
-    return (sb + SHM_MB + maint + AUTOVACUUM_WORKERS * autovac
+    return (sb + shm + maint + AUTOVACUUM_WORKERS * autovac
             + conns * (work * hash_mult + BACKEND_MB) + AUTOVACUUM_WORKERS * BACKEND_MB)
 
 
@@ -316,7 +317,9 @@ def _memory(p, inp, host, sizing):
                   f"1/64 of host memory within {MAINT_MIN_MB}-{MAINT_MAX_MB} MB{sized}.")
     autovac = p.put("postgres.autovacuum_work_mem_mb", maint, f"As maintenance_work_mem (PostgreSQL's -1), set "
                     f"explicitly: each of {AUTOVACUUM_WORKERS} autovacuum workers may use it.")
-    need = postgres_need_mb(sb, maint, autovac, work, hmm, conns)
+    shm = p.put("postgres.shm_size_mb", SHM_MB, "The container's /dev/shm (parallel query's dynamic shared memory); "
+                "tmpfs pages count against the container's memory limit.")
+    need = postgres_need_mb(sb, shm, maint, autovac, work, hmm, conns)
     pg_mb = _round_up(need)
     p.put("postgres.effective_cache_size_mb", int(pg_mb - (need - sb - conns * work * hmm)),
           "What the container can cache: its limit minus memory that is never cache (maintenance, autovacuum, "
@@ -328,7 +331,7 @@ def _memory(p, inp, host, sizing):
     main_mb = MM_BASE_MB + per_replica * MM_PER_1000_USERS_MB / 1000
     mm_mb = _round_up(main_mb + plugin_mb)
     limits = {
-        "postgres": (pg_mb, f"{sb} shared_buffers + {SHM_MB} /dev/shm + {maint} maintenance + "
+        "postgres": (pg_mb, f"{sb} shared_buffers + {shm} /dev/shm + {maint} maintenance + "
                      f"{AUTOVACUUM_WORKERS} x {autovac} autovacuum + {conns} x ({work} work_mem x {hmm:g} + "
                      f"{BACKEND_MB}) + {AUTOVACUUM_WORKERS} worker backends x {BACKEND_MB} MB."),
         "pgbouncer": (_round_up(PGBOUNCER_BASE_MB + p["pgbouncer.max_client_conn"] * PGBOUNCER_KB_PER_CLIENT / 1024),
@@ -519,9 +522,10 @@ def stack_plan(users, replicas=1, vcpus=2, memory_mb=4096, pool_mode="transactio
     plan = _export(p, inp)
     plan["overrides"] = copy.deepcopy(over)
     plan["violations"] = stack_plan_check(plan)
+    plan["remedies"] = _remedies(inp, over, plan) if plan["violations"] else []
     if plan["violations"] and not allow_violations:
         found = "; ".join(f"[{v['rule']}] {v['message']}" for v in plan["violations"])
-        hints = "; ".join(_remedies(inp, over, plan))
+        hints = "; ".join(plan["remedies"])
         raise PlanError(f"stack_plan: {inp['users']} users, {inp['replicas']} replica(s) on vcpus={inp['vcpus']:g}, "
                         f"memory_mb={inp['memory_mb']}, pool_mode={inp['pool_mode']}, {len(inp['services'])} "
                         f"optional service(s): {found}" + (f". What would fit: {hints}." if hints else "."))
@@ -586,11 +590,13 @@ CHECK_VALUES = {
     "sb": (("postgres.shared_buffers_mb",), "positive"), "work": (("postgres.work_mem_mb",), "positive"),
     "hmm": (("postgres.hash_mem_multiplier",), 1), "maint": (("postgres.maintenance_work_mem_mb",), 1),
     "autovac": (("postgres.autovacuum_work_mem_mb",), None), "cache": (("postgres.effective_cache_size_mb",), 0),
+    "shm": (("postgres.shm_size_mb",), 0),
     "pg_mb": (("containers.postgres.memory_mb",), "positive"),
     "steady": (("db_load.steady_busy",), 0), "peak": (("db_load.peak_busy",), 0),
 }
 ADDENDS = ("os", "reserve", "su", "plugin_mb")  # parts of a sum: 0 when absent
-PG_DEFAULTS = {"hmm": HASH_MEM_MULTIPLIER, "maint": MAINT_MIN_MB}  # [PG-docs] what PostgreSQL uses when unset
+PG_DEFAULTS = {"hmm": HASH_MEM_MULTIPLIER, "maint": MAINT_MIN_MB,  # [PG-docs] what PostgreSQL uses when unset
+               "shm": DOCKER_SHM_MB}  # [Docker] what the container gets when unset
 
 
 def _context(d):
@@ -628,7 +634,7 @@ def _context(d):
                              for n in containers if n != "mattermost")
         c["limits_mb"] = c["others_mb"] + (c["reps"] * c["mm_mb"] if c["mm_mb"] is not None else 0)
     if None not in (c["sb"], c["work"], c["maxc"]):
-        c["pg_need"] = postgres_need_mb(c["sb"], c["maint"], c["autovac"], c["work"], c["hmm"], c["maxc"])
+        c["pg_need"] = postgres_need_mb(c["sb"], c["shm"], c["maint"], c["autovac"], c["work"], c["hmm"], c["maxc"])
     if c["mm_mb"] is not None:
         c["main_mb"] = c["mm_mb"] - c["plugin_mb"]
     return c
@@ -691,7 +697,7 @@ RULES = (
                + f"{c['others_mb']:g} MB others) + OS reserve {c['os']:g} MB = {c['limits_mb'] + c['os']:g} MB > "
                f"host {c['host']:g} MB"),
     ("pg_memory", ("pg_need", "pg_mb"), lambda c: c["pg_need"] > c["pg_mb"],
-     lambda c: f"shared_buffers {c['sb']:g} + /dev/shm {SHM_MB} + maintenance_work_mem {c['maint']:g} + "
+     lambda c: f"shared_buffers {c['sb']:g} + /dev/shm {c['shm']:g} + maintenance_work_mem {c['maint']:g} + "
                f"{AUTOVACUUM_WORKERS} autovacuum x {c['autovac']:g} + max_connections {c['maxc']:g} x (work_mem "
                f"{c['work']:g} x hash_mem_multiplier {c['hmm']:g} + {BACKEND_MB}) + worker backends = "
                f"{c['pg_need']:g} MB > PostgreSQL container limit {c['pg_mb']:g} MB"),

@@ -60,10 +60,13 @@ def site_check(extra_vars):
      [*lab_violations(BREAKING_OVERRIDE), "Overridden: pgbouncer.max_client_conn=5.",
       "Change stack_plan_overrides or the plan inputs (stack_users, stack_mattermost_replicas, stack_host_vcpus, "
       "stack_host_memory_mb, stack_mattermost_plugins)"]),
+    ({"stack_users": 1000},
+     ["[server_steady] the steady load keeps 12.5 database connections busy", "What would fit: use vcpus >= ",
+      ", or users <= ", "stack_plan_overrides.pgbouncer.default_pool_size >= "]),
     ({"stack_plan_overrides": {"pgbouncer": {"pool_size": 10}}},
      ["overrides.pgbouncer.pool_size=10 is invalid; use one of: pool_mode, max_client_conn, default_pool_size"]),
 ], ids=["planned-env", "removed-variable", "removed-limit-and-planned-setting", "override-breaks-a-rule",
-        "unknown-override"])
+        "too-many-users-for-the-pool", "unknown-override"])
 def test_bypass_is_refused_before_anything_changes(extra_vars, messages):
     assert messages
     rc, out = site_check(extra_vars)

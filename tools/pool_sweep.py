@@ -7,6 +7,7 @@ docs/data/pool-sweep.json, docs/img/pool-sweep.png and the "Pool size sweep" par
 
     .venv/bin/python tools/pool_sweep.py            # k6 100 VUs 40 s + pgbench 30 s per pool size (~20 min)
     .venv/bin/python tools/pool_sweep.py --quick    # k6 30 VUs 15 s + pgbench 10 s per pool size
+    .venv/bin/python tools/pool_sweep.py --quiet-wait 30  # before each run, up to 30 s for a quieter machine
     .venv/bin/python tools/pool_sweep.py --render-only docs/data/pool-sweep.json
 
 Same stack, names and cleanup as tools/benchmark.py (whose helpers it uses): containers lt-bench-*, Nginx on
@@ -19,7 +20,7 @@ Same stack, names and cleanup as tools/benchmark.py (whose helpers it uses): con
      run that seeds the accounts (kept for every later run) and warms the stack up;
   3. per pool size: default_pool_size rewritten + SIGHUP, read back with SHOW CONFIG (the run stops if it
      differs), CHECKPOINT, then the k6 run and the pgbench run, each with the load average before it and
-     PgBouncer's pools sampled twice a second.
+     PgBouncer's pools sampled twice a second, and the CPU time that other jobs on the machine took during it.
 """
 
 from __future__ import annotations
@@ -46,6 +47,7 @@ PLOT = bm.ROOT / "docs" / "img" / "pool-sweep.png"
 PGBENCH = f"{bm.PREFIX}-pgbench"
 MAX_CONNECTIONS = 120  # 50 + 50 (the k6 and the pgbench pool) + direct clients and the sampler
 FIXED = {"pool_mode": "transaction", "reserve_pool_size": "0", "max_db_connections": "0", "max_client_conn": "300"}
+QUIET_CORES = 0.25  # --quiet-wait: what counts as a quiet machine (other jobs' cores over 5 s)
 NOTE = "POOL-SIZE SWEEP settings applied by tools/pool_sweep.py"
 
 
@@ -179,6 +181,19 @@ class CpuWatch:
         return False
 
 
+def wait_quiet(args):
+    """Up to args.quiet_wait seconds, until other jobs took at most QUIET_CORES over a 5 s window; the seconds
+    waited and the last window's value."""
+    started, others = time.monotonic(), None
+    while args.quiet_wait:
+        with CpuWatch() as cpu:
+            time.sleep(5)
+        others = cpu.result["other_jobs_cores"]
+        if others <= QUIET_CORES or time.monotonic() - started >= args.quiet_wait:
+            break
+    return {"quiet_wait_seconds": time.monotonic() - started, "other_jobs_cores_before": others}
+
+
 def percentile(ordered, share):
     """Nearest-rank percentile of a sorted list (an element of the list, no interpolation)."""
     return ordered[max(0, math.ceil(share * len(ordered)) - 1)] if ordered else None
@@ -189,6 +204,7 @@ def pgbench_run(pool, password, args):
     prefix = f"pool-{pool}"
     options = ["-h", bm.PGBOUNCER, "-p", "6432", "-M", "simple", "-c", str(args.clients), "-j", "2", "-T",
                str(args.seconds), "-l", "--log-prefix", f"/out/{prefix}"]
+    quiet = wait_quiet(args)
     load_before = os.getloadavg()
     sampler = bm.Sampler(marker=None, active=lambda: True, database="pgbench")
     sampler.start()
@@ -220,7 +236,8 @@ def pgbench_run(pool, password, args):
               "requests": grab(r"number of transactions actually processed: (\d+)", int),
               "errors": (grab(r"number of failed transactions: (\d+)", int) or 0) + failed,
               "logged": len(latencies), "seconds": time.monotonic() - started, "load_before": load_before,
-              "max": sampler.max, "samples": sampler.samples, "sampler_errors": sampler.errors[:5], **cpu.result}
+              "max": sampler.max, "samples": sampler.samples, "sampler_errors": sampler.errors[:5], **cpu.result,
+              **quiet}
     bm.log(f"pgbench pool {pool}: {result['throughput']} tps, p95 {result['p95_ms']:.1f} ms, "
            f"{result['requests']} transactions, {result['errors']} failed; other jobs' CPU "
            f"{result['other_jobs_cores']:.2f} cores")
@@ -228,13 +245,15 @@ def pgbench_run(pool, password, args):
 
 
 def k6_run(pool, args):
+    quiet = wait_quiet(args)
     with CpuWatch() as cpu:
         k6 = bm.loadtest(f"pool-{pool}", args, args.results, database="mattermost")
     bm.log(f"k6 pool {pool}: other jobs' CPU {cpu.result['other_jobs_cores']:.2f} cores")
     return {"throughput": k6["rps"], "p50_ms": k6["p50"], "p95_ms": k6["p95"], "p99_ms": k6["p99"],
             "requests": k6["requests"], "errors": k6["errors"], "error_rate": k6["error_rate"], "rc": k6["rc"],
             "crossed": k6["crossed"], "login_p95_ms": k6["login_p95"], "load_before": k6["load_before"],
-            "max": k6["max"], "samples": k6["samples"], "sampler_errors": k6["sampler_errors"], **cpu.result}
+            "max": k6["max"], "samples": k6["samples"], "sampler_errors": k6["sampler_errors"], **cpu.result,
+            **quiet}
 
 
 def sweep(args, password):
@@ -290,6 +309,7 @@ def measure(args, command):
         "schema": 1, "command": command, "started": started.isoformat(), "finished": finished.isoformat(),
         "host": host, "converge_seconds": converges[0]["seconds"], "pgbench_init_seconds": init_seconds,
         "warmup": {"requests": warm["requests"], "rps": warm["rps"], "rc": warm["rc"]},
+        "quiet_wait": {"max_seconds": args.quiet_wait, "quiet_cores": QUIET_CORES},
         "k6": {"scenario": "benchmark", "vus": args.vus, "duration": args.duration},
         "pgbench": {"mode": "TPC-B", "scale": args.scale, "clients": args.clients, "threads": 2,
                     "seconds": args.seconds, "protocol": "simple", "container": PGBENCH},
@@ -309,6 +329,8 @@ def main():
     parser.add_argument("--seconds", type=int, help="pgbench -T per pool size (default 30, --quick 10)")
     parser.add_argument("--clients", type=int, default=100, help="pgbench clients (default 100)")
     parser.add_argument("--scale", type=int, default=20, help="pgbench scale (default 20)")
+    parser.add_argument("--quiet-wait", type=int, default=0, metavar="SECONDS",
+                        help=f"before each run, wait up to this long for other jobs to use <= {QUIET_CORES} cores")
     parser.add_argument("--keep", action="store_true", help="leave the stack running")
     parser.add_argument("--no-build", action="store_true", help="do not run tests/lab/build-images first")
     parser.add_argument("--data", default=str(DATA), help="raw results (default docs/data/pool-sweep.json)")

@@ -71,14 +71,21 @@ def cores(result):
     return "-" if value is None else f"{value:.2f}"
 
 
-def noise(runs, cpus):
+def noise(data):
     """What the other jobs on the machine did to the comparison, from the runs' CPU accounting."""
+    runs, cpus, wait = data["runs"], data["host"]["cpus"], data.get("quiet_wait", {})
     others = [r[w]["other_jobs_cores"] for r in runs for w in WORKLOADS if "other_jobs_cores" in r[w]]
     if not others:
         return "Single runs on a shared machine: the load average before each run is below."
     text = (f"CPU time not spent by this benchmark (other jobs on the machine): {min(others):.2f} to "
             f"{max(others):.2f} of its {cpus} cores during the runs (mean {sum(others) / len(others):.2f}; last "
             "column below). ")
+    if wait.get("max_seconds"):
+        waits = [r[w] for r in runs for w in WORKLOADS]
+        quiet = sum(1 for x in waits if (x["other_jobs_cores_before"] or 0) <= wait["quiet_cores"])
+        text += (f"Before each run the tool waited up to {wait['max_seconds']} s for other jobs to use at most "
+                 f"{wait['quiet_cores']} cores over 5 s ({sum(x['quiet_wait_seconds'] for x in waits) / 60:.1f} min "
+                 f"in all; quiet before {quiet} of {len(waits)} runs). ")
     if max(others) > 0.3:
         return text + ("They took CPU from PostgreSQL, PgBouncer, the replicas and the load generators unevenly, "
                        "so differences between pool sizes are partly their doing; each pool size ran once. **Do not "
@@ -172,7 +179,7 @@ def render(data, data_path, image, planner):
               or "neither workload") + "."),
         f"- Errors: {'; '.join(errors) if errors else 'none in any run'}. k6 thresholds crossed (latency, not "
         f"errors): {'; '.join(crossed) if crossed else 'none'}.",
-        f"- {noise(runs, host['cpus'])}",
+        f"- {noise(data)}",
         "",
         "| pool size | k6 p50 | k6 requests | k6 errors | pgbench p50 | pgbench transactions | pgbench failed "
         "| server connections (max, k6 / pgbench) | clients waiting (max, k6 / pgbench) | load before (k6 / pgbench) "

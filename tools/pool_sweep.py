@@ -271,6 +271,7 @@ def sweep(args, password):
                f"for {args.duration}, then pgbench {args.clients} clients for {args.seconds} s")
         runs.append({"pool_size": pool, "show_config": {k: config.get(k) for k in bm.PGBOUNCER_SHOWN},
                      "k6": k6_run(pool, args), "pgbench": pgbench_run(pool, password, args)})
+        (args.results / "runs.partial.json").write_text(json.dumps(runs, indent=1), encoding="utf-8")
     return runs
 
 

@@ -170,8 +170,7 @@ BOUNDARIES = [
      "host 399 MB"),
     (PG, "containers.postgres.memory_mb", (718.5, 719), (718, 1),
      "pg_memory", PG_TEXT.format(shm=64, maint=70, autovac=33, hmm=1.5, need=718.5, limit=718)),
-    ({"postgres": {k: v for k, v in PG["postgres"].items() if k in ("shared_buffers_mb", "work_mem_mb",
-                                                                     "max_connections")}},
+    ({"postgres": {k: PG["postgres"][k] for k in ("shared_buffers_mb", "work_mem_mb", "max_connections")}},
      "containers.postgres.memory_mb", (844, 900), (843, 1),  # PostgreSQL's defaults, Docker's 64 MB /dev/shm
      "pg_memory", PG_TEXT.format(shm=64, maint=64, autovac=64, hmm=2, need=844, limit=843)),
     (with_value(PG, "postgres.shm_size_mb", 128), "containers.postgres.memory_mb", (782.5, 783), (782, 1),
@@ -228,8 +227,8 @@ def test_session_rules_only_in_session_mode():
             "postgres": {"max_connections": 10}}
     for mode in ({}, {"pool_mode": "Transaction"}, {"pool_mode": "transaction"}):
         assert check(with_value(base, "pgbouncer", dict(base["pgbouncer"], **mode))) == {}
-    assert list(check(with_value(base, "pgbouncer.pool_mode", "session"))) == ["session_pool",
-                                                                                "session_max_connections"]
+    session = with_value(base, "pgbouncer.pool_mode", "session")
+    assert list(check(session)) == ["session_pool", "session_max_connections"]
 
 
 def test_a_bounded_wait_of_zero_fires_only_its_own_rule():

@@ -446,9 +446,9 @@ def _overrides(overrides):
 
 
 def _apply(p, overrides, inp, host):
+    allowed = (*CORE_CONTAINERS, *inp["services"])
     for path, value in overrides.items():
-        if path.startswith("containers.") and path.split(".")[1] not in ("mattermost", *CORE_CONTAINERS,
-                                                                       *inp["services"]):
+        if path.startswith("containers.") and path.split(".")[1] not in allowed:
             _fail("stack_plan", f"overrides.{path.rsplit('.', 1)[0]}", value,
                   f"that service is not in services ({', '.join(inp['services']) or 'none'})")
         p.put(path, value, "Overridden by the operator (stack_plan_overrides); checked like a planned value.")

@@ -83,4 +83,3 @@ def test_bypass_is_refused_before_anything_changes(extra_vars, messages):
 def test_the_breaking_override_breaks_the_client_rule():
     assert [m for m in lab_violations(BREAKING_OVERRIDE) if m.startswith("[client_conn_capacity] ")]
     assert not lab_violations(None)
-

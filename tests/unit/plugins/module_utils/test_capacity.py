@@ -20,6 +20,11 @@ ROOT = Path(__file__).resolve().parents[4]
 _SPEC = importlib.util.spec_from_file_location("capacity", ROOT / "plugins" / "module_utils" / "capacity.py")
 sp = importlib.util.module_from_spec(_SPEC)
 _SPEC.loader.exec_module(sp)
+_RULES_SPEC = importlib.util.spec_from_file_location("capacity_rule_tests", Path(__file__).with_name(
+    "test_capacity_rules.py"))
+_rules = importlib.util.module_from_spec(_RULES_SPEC)
+_RULES_SPEC.loader.exec_module(_rules)
+with_value = _rules.with_value  # one helper for both files: a copy of BASE with PATH set to VALUE
 
 ALL = list(sp.OPTIONAL_SERVICES)
 LAB = {"replicas": 3, "vcpus": 2, "memory_mb": 4096, "pool_mode": "transaction", "services": ALL}
@@ -411,16 +416,6 @@ BOUNDARIES = [
     ("server_idle_le_lifetime", {"pgbouncer": {"server_lifetime": 3600}}, "pgbouncer.server_idle_timeout", 1, 0),
     ("server_idle_le_lifetime", {"pgbouncer": {"server_idle_timeout": 0}}, "pgbouncer.server_lifetime", 0, 1),
 ]
-
-
-def with_value(base, path, value):
-    data = copy.deepcopy(base)
-    *parents, key = path.split(".")
-    node = data
-    for part in parents:
-        node = node.setdefault(part, {})
-    node[key] = value
-    return data
 
 
 @pytest.mark.parametrize("rule, base, path, limit, past", BOUNDARIES,

@@ -36,8 +36,6 @@ EQUIVALENT = (
      "both operands are the module's own interned constant 'positive' (CHECK_VALUES)"),
     ("_context", 'c["autovac"] == -1', 'c["autovac"] is -1',
      "_number returns int(x) for an integral x and CPython caches small ints: `is -1` is `== -1`"),
-    ("_context", '("pgbouncer_other_clients.grafana",), 0)', '("pgbouncer_other_clients.grafana",), -1)',
-     "the same value was already read with minimum 0 for c['others'], which raises first"),
     ("_context", '== "session"', '<= "session"', "_pool_mode returns 'session' or 'transaction' only"),
     ("RULES unbounded_wait", 'c["qwt"] == 0', 'c["qwt"] <= 0', "query_wait_timeout is read with minimum 0"),
     ("RULES reserve_before_wait", 'c["qwt"] > 0', 'c["qwt"] != 0', "query_wait_timeout is read with minimum 0"),

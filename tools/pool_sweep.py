@@ -5,9 +5,9 @@
 run, each under the k6 `benchmark` scenario (through Nginx) and pgbench TPC-B (through PgBouncer); writes
 docs/data/pool-sweep.json, docs/img/pool-sweep.png and the "Pool size sweep" part of docs/benchmarks.md.
 
-    .venv/bin/python tools/pool_sweep.py            # k6 100 VUs 40 s + pgbench 30 s per pool size (~20 min)
+    .venv/bin/python tools/pool_sweep.py --quiet-wait 30  # 2 rounds of k6 100 VUs 40 s + pgbench 30 s (~35 min)
     .venv/bin/python tools/pool_sweep.py --quick    # k6 30 VUs 15 s + pgbench 10 s per pool size
-    .venv/bin/python tools/pool_sweep.py --quiet-wait 30  # before each run, up to 30 s for a quieter machine
+    (--quiet-wait 30: before each run, up to 30 s for a quieter machine; --rounds 1: one round, ~20 min)
     .venv/bin/python tools/pool_sweep.py --render-only docs/data/pool-sweep.json
 
 Same stack, names and cleanup as tools/benchmark.py (whose helpers it uses): containers lt-bench-*, Nginx on
@@ -18,9 +18,11 @@ Same stack, names and cleanup as tools/benchmark.py (whose helpers it uses): con
      (pgbouncer.ini and userlist.txt rewritten, SIGHUP = RELOAD); a `pgbench` role and database in PostgreSQL
      (pg_hba.conf line for the stack network), initialised (scale 20) directly against PostgreSQL; a short k6
      run that seeds the accounts (kept for every later run) and warms the stack up;
-  3. per pool size: default_pool_size rewritten + SIGHUP, read back with SHOW CONFIG (the run stops if it
-     differs), CHECKPOINT, then the k6 run and the pgbench run, each with the load average before it and
-     PgBouncer's pools sampled twice a second, and the CPU time that other jobs on the machine took during it.
+  3. per round (ascending, then descending, ...) and pool size: default_pool_size rewritten + SIGHUP, read back
+     with SHOW CONFIG (the run stops if it differs), CHECKPOINT, then the k6 run and the pgbench run, each with
+     the load average before it and
+     PgBouncer's pools sampled twice a second, and the CPU time that other jobs on the machine (the hypervisor's
+     steal included) took during it; per pool size the median of its quiet rounds is reported (combine).
 """
 
 from __future__ import annotations
@@ -34,6 +36,7 @@ import re
 import resource
 import secrets
 import shlex
+import statistics
 import subprocess
 import sys
 import time
@@ -142,7 +145,7 @@ def cpu_seconds():
     and its waited-for children (Ansible, k6, the docker CLI). The difference is other jobs on the machine."""
     tick = os.sysconf("SC_CLK_TCK")
     fields = [int(x) for x in Path("/proc/stat").read_text(encoding="ascii").split("\n", 1)[0].split()[1:9]]
-    busy = (sum(fields) - fields[3] - fields[4]) / tick  # all but idle and iowait
+    busy = (sum(fields) - fields[3] - fields[4]) / tick  # all but idle and iowait; steal (fields[7]) included
     usage = [resource.getrusage(who) for who in (resource.RUSAGE_SELF, resource.RUSAGE_CHILDREN)]
     ours = sum(r.ru_utime + r.ru_stime for r in usage)
     for cid in bm.docker("ps", "-q", "--no-trunc", "--filter", f"name=^{bm.PREFIX}-").split():
@@ -160,7 +163,7 @@ def cpu_seconds():
                 ours += (int(stat[11]) + int(stat[12])) / tick
         except OSError:
             continue
-    return busy, ours
+    return busy, ours, fields[7] / tick
 
 
 class CpuWatch:
@@ -174,10 +177,12 @@ class CpuWatch:
         return self
 
     def __exit__(self, *exc):
-        (busy0, ours0), (busy1, ours1) = self.before, cpu_seconds()
+        (busy0, ours0, steal0), (busy1, ours1, steal1) = self.before, cpu_seconds()
         wall = time.monotonic() - self.started
+        # Steal: time the hypervisor gave this VM's vCPUs to other guests; part of other_jobs_cores.
         self.result = {"host_busy_cores": (busy1 - busy0) / wall,
-                       "other_jobs_cores": max(0.0, (busy1 - busy0) - (ours1 - ours0)) / wall}
+                       "other_jobs_cores": max(0.0, (busy1 - busy0) - (ours1 - ours0)) / wall,
+                       "steal_cores": (steal1 - steal0) / wall}
         return False
 
 
@@ -256,23 +261,63 @@ def k6_run(pool, args):
             **quiet}
 
 
+def combine(results):
+    """One workload's rounds at one pool size: the rounds in which other jobs (the hypervisor's steal
+    included) took at most QUIET_CORES, or else the one in which they took the least; of those the median
+    throughput and latencies and the mean CPU accounting. Errors count over every round; the raw rounds
+    are kept under "rounds" and the ones used are numbered (from 1) under "rounds_used"."""
+    if len(results) == 1:
+        return results[0]
+    used = [n for n, r in enumerate(results) if r.get("other_jobs_cores", 0.0) <= QUIET_CORES] or \
+        [min(range(len(results)), key=lambda n: results[n].get("other_jobs_cores", 0.0))]
+    chosen = [results[n] for n in used]
+    median = sorted(chosen, key=lambda r: r["throughput"])[(len(chosen) - 1) // 2]
+    merged = {**median, "rounds": results, "rounds_used": [n + 1 for n in used],
+              "errors": sum(r["errors"] for r in results), "requests": sum(r["requests"] for r in results)}
+    for key in ("throughput", "p50_ms", "p95_ms", "p99_ms"):
+        merged[key] = statistics.median(r[key] for r in chosen)
+    for key in ("other_jobs_cores", "steal_cores", "host_busy_cores"):
+        merged[key] = statistics.mean(r.get(key, 0.0) for r in chosen)
+    return merged
+
+
+def recombine(data):
+    """DATA with every workload's result combined again from its raw rounds (after a change to combine)."""
+    for run in data["runs"]:
+        for workload in ("k6", "pgbench"):
+            if "rounds" in run[workload]:
+                run[workload] = combine(run[workload]["rounds"])
+    return data
+
+
 def sweep(args, password):
-    runs = []
-    for pool in args.pools:
-        bm.set_pgbouncer_ini({"default_pool_size": pool}, NOTE)
-        reload_pgbouncer(pool)
-        config = pgbouncer_config()
-        wanted = {**FIXED, "default_pool_size": str(pool)}
-        if any(config.get(k) != v for k, v in wanted.items()):
-            raise RuntimeError(f"PgBouncer's SHOW CONFIG disagrees: {wanted} asked, {config} in force")
-        with bm.pg_connect() as pg:
-            pg.execute("CHECKPOINT")
-        bm.log(f"pool {pool}: SHOW CONFIG default_pool_size={config['default_pool_size']}; k6 {args.vus} VUs "
-               f"for {args.duration}, then pgbench {args.clients} clients for {args.seconds} s")
-        runs.append({"pool_size": pool, "show_config": {k: config.get(k) for k in bm.PGBOUNCER_SHOWN},
-                     "k6": k6_run(pool, args), "pgbench": pgbench_run(pool, password, args)})
-        (args.results / "runs.partial.json").write_text(json.dumps(runs, indent=1), encoding="utf-8")
-    return runs
+    """args.rounds rounds over the pool sizes, ascending then descending (so that a slow spell of the machine
+    does not always hit the same end); per pool size the median of its rounds (combine)."""
+    rounds = {}
+    for number in range(args.rounds):
+        for pool in args.pools if number % 2 == 0 else reversed(args.pools):
+            rounds.setdefault(pool, []).append(one_pool(pool, password, args, number + 1))
+            (args.results / "runs.partial.json").write_text(json.dumps(rounds, indent=1), encoding="utf-8")
+    return [{"pool_size": pool, "show_config": results[-1]["show_config"],
+             **{w: combine([r[w] for r in results]) for w in ("k6", "pgbench")}}
+            for pool, results in sorted(rounds.items())]
+
+
+def one_pool(pool, password, args, number):
+    """One round at one pool size: default_pool_size set and read back, then k6, then pgbench."""
+    bm.set_pgbouncer_ini({"default_pool_size": pool}, NOTE)
+    reload_pgbouncer(pool)
+    config = pgbouncer_config()
+    wanted = {**FIXED, "default_pool_size": str(pool)}
+    if any(config.get(k) != v for k, v in wanted.items()):
+        raise RuntimeError(f"PgBouncer's SHOW CONFIG disagrees: {wanted} asked, {config} in force")
+    with bm.pg_connect() as pg:
+        pg.execute("CHECKPOINT")
+    bm.log(f"round {number}/{args.rounds}, pool {pool}: SHOW CONFIG default_pool_size="
+           f"{config['default_pool_size']}; k6 {args.vus} VUs for {args.duration}, then pgbench {args.clients} "
+           f"clients for {args.seconds} s")
+    return {"show_config": {k: config.get(k) for k in bm.PGBOUNCER_SHOWN},
+            "k6": k6_run(pool, args), "pgbench": pgbench_run(pool, password, args)}
 
 
 # ------------------------------------------------------------------------------------------ main
@@ -317,7 +362,7 @@ def measure(args, command):
         "fixed": {"postgres max_connections": max_connections, **{f"pgbouncer {k}": v for k, v in FIXED.items()},
                   "mattermost MaxOpenConns": replica["MM_SQLSETTINGS_MAXOPENCONNS"]},
         "containers": containers, "planner_at_run": {"default_pool_size": pool, "source": source},
-        "pool_sizes": list(args.pools), "runs": runs}
+        "pool_sizes": list(args.pools), "rounds": args.rounds, "runs": runs}
 
 
 def main():
@@ -328,6 +373,10 @@ def main():
     parser.add_argument("--vus", type=int, help="k6 virtual users (default 100, --quick 30)")
     parser.add_argument("--duration", help="k6 duration per pool size (default 40s, --quick 15s)")
     parser.add_argument("--seconds", type=int, help="pgbench -T per pool size (default 30, --quick 10)")
+    parser.add_argument("--rounds", type=int, default=2,
+                        help="rounds over the pool sizes, alternately ascending and descending; per pool size the "
+                             f"median of its rounds with other jobs <= {QUIET_CORES} cores (else its quietest "
+                             "round) is reported (default %(default)s)")
     parser.add_argument("--clients", type=int, default=100, help="pgbench clients (default 100)")
     parser.add_argument("--scale", type=int, default=20, help="pgbench scale (default 20)")
     parser.add_argument("--quiet-wait", type=int, default=0, metavar="SECONDS",
@@ -341,7 +390,7 @@ def main():
     args = parser.parse_args()
     import pool_sweep_report as report  # pylint: disable=import-outside-toplevel
     if args.render_only:
-        data = json.loads(Path(args.render_only).read_text(encoding="utf-8"))
+        data = recombine(json.loads(Path(args.render_only).read_text(encoding="utf-8")))
     else:
         args.vus = args.vus or (30 if args.quick else 100)
         args.duration = args.duration or ("15s" if args.quick else "40s")

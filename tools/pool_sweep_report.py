@@ -86,6 +86,19 @@ def noise(data):
         text += (f"Before each run the tool waited up to {wait['max_seconds']} s for other jobs to use at most "
                  f"{wait['quiet_cores']} cores over 5 s ({sum(x['quiet_wait_seconds'] for x in waits) / 60:.1f} min "
                  f"in all; quiet before {quiet} of {len(waits)} runs). ")
+    steal = [r[w]["steal_cores"] for r in runs for w in WORKLOADS if "steal_cores" in r[w]]
+    if steal:
+        text += (f"Of that, the hypervisor's steal (time this VM's vCPUs ran other guests): {min(steal):.2f} to "
+                 f"{max(steal):.2f} cores. ")
+    if data.get("rounds", 1) > 1:
+        used = [r[w].get("rounds_used", []) for r in runs for w in WORKLOADS]
+        dropped = sum(data["rounds"] - len(u) for u in used if u)
+        return text + (f"Each pool size ran {data['rounds']} times, in rounds alternately ascending and descending. "
+                       f"A round in which other jobs took more than {wait.get('quiet_cores', 0.25)} cores is left out "
+                       "when a quieter round of the same pool size and workload exists (the quietest is kept "
+                       f"otherwise): {dropped} of {data['rounds'] * len(used)} runs were left out. The table shows "
+                       "the median of the rounds kept (every round's raw result is in the JSON), so a slow spell of "
+                       "the machine does not decide a pool size. Differences of a few percent remain within noise.")
     if max(others) > 0.3:
         return text + ("They took CPU from PostgreSQL, PgBouncer, the replicas and the load generators unevenly, "
                        "so differences between pool sizes are partly their doing; each pool size ran once. **Do not "
@@ -132,8 +145,10 @@ def render(data, data_path, image, planner):
         f"running: `.venv/bin/python tools/pool_sweep.py --render-only {data_path}`)",
         f"- **Date:** {started:%Y-%m-%d %H:%M} to {finished:%H:%M} UTC "
         f"({(finished - started).total_seconds() / 60:.1f} min in all: converge {data['converge_seconds']:.0f} s, "
-        f"pgbench initialisation {data['pgbench_init_seconds']:.0f} s, a k6 warm-up, then the pool sizes in the "
-        "order of the table, each k6 first, then pgbench).",
+        f"pgbench initialisation {data['pgbench_init_seconds']:.0f} s, a k6 warm-up, then "
+        + (f"{data['rounds']} rounds over the pool sizes, alternately ascending and descending"
+           if data.get("rounds", 1) > 1 else "the pool sizes in the order of the table")
+        + ", each k6 first, then pgbench).",
         f"- **Host:** {host['cpus']} CPU cores ({host['cpu_model']}), {host['memory_gb']:.0f} GB RAM, Docker "
         f"{host['docker']}. The stack, k6, Ansible and pgbench all share these {host['cpus']} cores. Container CPU "
         f"limits as planned for the 2 vCPU / 4 GB lab host: {limits}.",

@@ -488,16 +488,15 @@ def _remedies(inp, overrides, plan):
 
 
 def _server_fits(inp, overrides):
-    """Whether the server_steady and server_peak rules hold for INP (connection settings only)."""
+    """Whether stack_plan_check's server_steady and server_peak rules hold for INP (connection settings only)."""
     p = _Plan()
     _client_side(p, inp)
     _server_side(p, inp)
-    for path, value in overrides.items():
-        if path.startswith("pgbouncer."):
-            p[path] = value
-    pool = p["pgbouncer.default_pool_size"]
-    reserve = 0 if p["pgbouncer.reserve_pool_timeout"] == 0 else p["pgbouncer.reserve_pool_size"]
-    return p["db_load.steady_busy"] <= pool and p["db_load.peak_busy"] <= pool + reserve
+    nested = {}
+    for path, value in [*p.items(), *((k, v) for k, v in overrides.items() if k.startswith("pgbouncer."))]:
+        section, key = path.split(".", 1)
+        nested.setdefault(section, {})[key] = value
+    return not {v["rule"] for v in stack_plan_check(nested)} & {"server_steady", "server_peak"}
 
 
 def _export(p, inp):
@@ -611,13 +610,14 @@ def _context(d):
         _fail("stack_plan_check", "postgres.autovacuum_work_mem_mb", c["autovac"], "use -1 or a number >= 1")
     sections = {name: _find(d, name)[1] for name in ("containers", "direct_clients", "pgbouncer_other_clients")}
     sections = {name: node if isinstance(node, Mapping) else {} for name, node in sections.items()}
-    c["direct"], c["others"] = (sum(_num(d, (f"{name}.{key}",), 0) or 0 for key in sections[name])
-                                for name in ("direct_clients", "pgbouncer_other_clients"))
+    counts = {name: {key: _num(d, (f"{name}.{key}",), 0) or 0 for key in sections[name]}
+              for name in ("direct_clients", "pgbouncer_other_clients")}
+    c["direct"], c["others"] = (sum(counts[name].values()) for name in counts)
     mode = _find(d, "pgbouncer.pool_mode", "inputs.pool_mode")[1]
     c["session"] = mode is not None and _pool_mode("pgbouncer.pool_mode", mode, "stack_plan_check") == "session"
     c["gomem"] = None if _find(d, "mattermost.GOMEMLIMIT")[1] is None else \
         _gomemlimit_mib("mattermost.GOMEMLIMIT", _find(d, "mattermost.GOMEMLIMIT")[1])
-    c["pairs"] = 2 if _num(d, ("pgbouncer_other_clients.grafana",), 0) else 1
+    c["pairs"] = 2 if counts["pgbouncer_other_clients"].get("grafana") else 1  # Grafana's pair beside Mattermost's
     # PgBouncer: reserve_pool_timeout 0 disables the reserve; max_db_connections 0 means unlimited.
     c["usable_reserve"] = 0 if c["rpt"] == 0 else c["reserve"]
     if c["pool"] is not None:

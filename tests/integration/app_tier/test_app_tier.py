@@ -9,8 +9,9 @@ Everything comes from the environment:
   APP_DOCKER        docker CLI command (default: docker)
   APP_K6            k6 binary (default: k6 beside this Python, else on PATH)
   APP_LOAD_SECONDS  length of each load run (default 20)
-  APP_CONVERGE      command that converges the stack (ansible-playbook ...): converge tests skip without it
-  APP_RESTART       command that runs playbooks/restart.yml: the rolling-restart test skips without it
+  APP_CONVERGE      command that converges the stack (ansible-playbook ...); required
+  APP_RESTART       command that runs playbooks/restart.yml; required
+Without the deployment or a required variable the suite fails at collection (it never skips).
 Traffic goes only to loopback and to the stack's own containers; every load run is bounded in time and
 in virtual users and stops by itself.
 """
@@ -32,21 +33,23 @@ import uuid
 from collections import Counter
 from pathlib import Path
 
+import harness
 import pytest
 
 HERE = Path(__file__).resolve().parent
 URL = os.environ.get("APP_URL", "http://127.0.0.1:18080").rstrip("/")
-EXPECTED = json.loads(Path(os.environ.get("APP_EXPECTED", "/tmp/mmops-app/app-expected.json")).read_text())
+RUN_SH = "tests/integration/app_tier/run.sh"
+EXPECTED = json.loads(harness.require_deployment(os.environ.get("APP_EXPECTED", "/tmp/mmops-app/app-expected.json"),
+                                                 RUN_SH).read_text())
 SECRETS_DIR = Path(os.environ.get("APP_SECRETS_DIR", "/tmp/mmops-app/secrets"))
 ACCESS_LOG = Path(os.environ.get("APP_ACCESS_LOG", EXPECTED["access_log"]))
 DOCKER = shlex.split(os.environ.get("APP_DOCKER", "docker"))
 K6 = os.environ.get("APP_K6") or (shutil.which("k6", path=str(Path(sys.executable).parent)) or "k6")
 LOAD_SECONDS = int(os.environ.get("APP_LOAD_SECONDS", "20"))
-CONVERGE = shlex.split(os.environ.get("APP_CONVERGE", ""))
-RESTART = shlex.split(os.environ.get("APP_RESTART", ""))
+CONVERGE = harness.require_env("APP_CONVERGE", RUN_SH, split=True)
+RESTART = harness.require_env("APP_RESTART", RUN_SH, split=True)
 REPLICAS = EXPECTED["replicas"]
 NETWORK = EXPECTED["network"]
-needs_converge = pytest.mark.skipif(not CONVERGE, reason="APP_CONVERGE is not set")
 
 
 # --------------------------------------------------------------------------- helpers
@@ -242,6 +245,7 @@ def test_replicas_carry_the_planned_settings():
         assert host["NanoCpus"] == EXPECTED["nano_cpus"]
         assert host["PidsLimit"] == EXPECTED["pids_limit"]
         assert "no-new-privileges" in host["SecurityOpt"]
+        assert host["CapDrop"] == ["ALL"] and not host.get("CapAdd"), f"{name}: {host['CapDrop']} {host['CapAdd']}"
         assert "/tmp" in (host.get("Tmpfs") or {})
         assert not host.get("PortBindings"), f"{name} publishes {host['PortBindings']}"
         assert list(container["NetworkSettings"]["Networks"]) == [NETWORK]
@@ -265,6 +269,9 @@ def test_only_nginx_publishes_ports():
             assert not bindings, f"{name} publishes {bindings}"
     host = inspect(nginx)["HostConfig"]
     assert host["Memory"] == EXPECTED["nginx_memory_bytes"] and "no-new-privileges" in host["SecurityOpt"]
+    # Only what the master needs to bind 80/443 and switch to the workers' user.
+    assert host["CapDrop"] == ["ALL"]
+    assert {cap.removeprefix("CAP_") for cap in host["CapAdd"]} == {"CHOWN", "SETUID", "SETGID", "NET_BIND_SERVICE"}
 
 
 def test_stub_status_answers_inside_the_stack_network():
@@ -295,7 +302,6 @@ def test_a_stopped_replica_costs_no_idempotent_request(session, tmp_path):
     assert failed == 0, f"{failed} of {total} GETs failed while {victim} was stopped:\n{result['output']}"
 
 
-@pytest.mark.skipif(not RESTART, reason="APP_RESTART is not set")
 def test_rolling_restart_under_load_fails_no_request(session, tmp_path):
     before, address = container_state(REPLICAS), f"127.0.0.1:{free_port()}"
     proc = k6_start(session, 240, tmp_path / "summary.json", address)  # ended once the restart is done
@@ -324,7 +330,6 @@ def test_rolling_restart_under_load_fails_no_request(session, tmp_path):
 
 
 # --------------------------------------------------------------------------- 4. converging again
-@needs_converge
 def test_second_converge_changes_nothing():
     rc, output, counts = run(CONVERGE)
     assert rc == 0 and counts["failed"] == 0, output[-4000:]
@@ -332,7 +337,6 @@ def test_second_converge_changes_nothing():
     assert counts["changed"] == 0, f"changed={counts['changed']}: {changed}"
 
 
-@needs_converge
 def test_check_diff_shows_a_pool_change_and_fails_nothing():
     before = container_state(stack_containers())
     planned = int(EXPECTED["env"]["MM_SQLSETTINGS_MAXOPENCONNS"])
@@ -345,7 +349,6 @@ def test_check_diff_shows_a_pool_change_and_fails_nothing():
     assert container_state(stack_containers()) == before  # check mode changed nothing
 
 
-@needs_converge
 @pytest.mark.parametrize("extra_vars, message", [
     ({"stack_mattermost_replicas": 0}, "replicas=0"),
     ({"mattermost_site_url": "not a url"}, "is not a URL"),

@@ -7,8 +7,8 @@ Connection data comes from the environment:
   DT_SECRETS_DIR      directory with one file per secret (default /tmp/mmops-test/secrets)
   DT_HOST_ADDRESSES   space-separated host addresses that must NOT answer on the database ports
                       (default: 127.0.0.1)
-  DT_CONVERGE         command that converges the stack (ansible-playbook ...); the converge
-                      tests are skipped without it
+  DT_CONVERGE         command that converges the stack (ansible-playbook ...); required (without
+                      it, or without the deployment, the suite fails at collection: it never skips)
   DT_DOCKER           docker CLI command (default: docker), to read container start times
 Traffic goes only to the stack's own containers and to this host's own addresses; every
 connection opened here is closed again and every loop is bounded.
@@ -23,24 +23,23 @@ import subprocess
 import threading
 import time
 
+import harness
 import psycopg
 import pytest
 
-EXPECTED_FILE = os.environ.get("DT_EXPECTED", "/tmp/mmops-test/expected.json")
-if "DT_POSTGRES_HOST" not in os.environ or not os.path.exists(EXPECTED_FILE):
-    pytest.skip("no deployed data tier (see tests/integration/data_tier/run.sh)", allow_module_level=True)
+RUN_SH = "tests/integration/data_tier/run.sh"
+EXPECTED_FILE = harness.require_deployment(os.environ.get("DT_EXPECTED", "/tmp/mmops-test/expected.json"), RUN_SH)
 with open(EXPECTED_FILE, encoding="utf-8") as _file:
     EXPECTED = json.load(_file)
 SECRETS_DIR = os.environ.get("DT_SECRETS_DIR", "/tmp/mmops-test/secrets")
-PG_HOST = os.environ["DT_POSTGRES_HOST"]
-PGB_HOST = os.environ["DT_PGBOUNCER_HOST"]
+PG_HOST = harness.require_env("DT_POSTGRES_HOST", RUN_SH)
+PGB_HOST = harness.require_env("DT_PGBOUNCER_HOST", RUN_SH)
 PG_PORT = EXPECTED["postgres_port"]
 PGB_PORT = EXPECTED["pgbouncer_port"]
 DB = EXPECTED["database"]
 USERS = EXPECTED["users"]
-CONVERGE = shlex.split(os.environ.get("DT_CONVERGE", ""))
+CONVERGE = harness.require_env("DT_CONVERGE", RUN_SH, split=True)
 DOCKER = shlex.split(os.environ.get("DT_DOCKER", "docker"))
-needs_converge = pytest.mark.skipif(not CONVERGE, reason="DT_CONVERGE is not set")
 
 
 def secret(name):
@@ -290,7 +289,6 @@ def test_only_intended_users_log_in(user, dbname, via_pgbouncer, allowed):
 
 
 # --------------------------------------------------------------------------- 5. bad input
-@needs_converge
 def test_rejected_plan_value_fails_before_any_container_change():
     before = container_state()
     rc, output, recap = converge({"stack_plan_overrides": {"pgbouncer": {"max_client_conn": 5}}})
@@ -299,7 +297,6 @@ def test_rejected_plan_value_fails_before_any_container_change():
     assert container_state() == before
 
 
-@needs_converge
 @pytest.mark.parametrize("extra_vars,message", [
     ({"pgbouncer_default_pool_size": 3},
      "pgbouncer_default_pool_size was removed: set stack_plan_overrides: {pgbouncer: {default_pool_size: N}}"),
@@ -318,7 +315,6 @@ def test_bypassing_the_plan_fails_before_any_container_change(extra_vars, messag
     assert container_state() == before
 
 
-@needs_converge
 @pytest.mark.parametrize("variable,value", [
     ("postgres_mattermost_password", 'Sup3r"secret pass'),
     ("pgbouncer_stats_password", "stats@host/secret#1"),
@@ -333,14 +329,12 @@ def test_unsafe_password_fails_before_any_container_change(variable, value):
 
 
 # --------------------------------------------------------------------------- 4. converge again
-@needs_converge
 def test_second_converge_changes_nothing():
     rc, output, recap = converge()
     assert rc == 0 and recap["failed"] == 0, output[-3000:]
     assert recap["changed"] == 0, [line for line in output.splitlines() if line.startswith("changed:")]
 
 
-@needs_converge
 def test_pool_change_reloads_without_dropping_sessions():
     old = EXPECTED["pgbouncer"]["default_pool_size"]
     new = old - 1 if old - 1 >= EXPECTED["pgbouncer"]["min_pool_size"] else old + 1
@@ -354,3 +348,26 @@ def test_pool_change_reloads_without_dropping_sessions():
         assert session.execute("SELECT current_user").fetchone() == (USERS["mattermost"],)
     assert pgbouncer_config()["default_pool_size"] == str(new)
     assert container_state() == before, "PgBouncer or PostgreSQL was restarted; a reload was expected"
+
+
+# --------------------------------------------------------------------------- 5. faults
+def test_postgres_restart_costs_seconds_not_pgbouncers_login_retry():
+    """A PostgreSQL restart under a polling client: PgBouncer's first login fails while PostgreSQL starts up;
+    with server_login_retry 1 the client gets answers again within seconds (PgBouncer's default of 15 s kept
+    failing requests for 15 s after a 0.5 s restart)."""
+    assert pgbouncer_config()["server_login_retry"] == "1"
+    with connect(USERS["mattermost"]) as conn:
+        assert conn.execute("SELECT 1").fetchone() == (1,)  # a server connection exists before the restart
+    subprocess.run(DOCKER + ["restart", "-t", "10", EXPECTED["postgres_container"]], check=True, timeout=60,
+                   capture_output=True)
+    restarted, failures = time.monotonic(), []
+    while time.monotonic() - restarted < 30:
+        try:
+            with connect(USERS["mattermost"], timeout=2) as conn:
+                if conn.execute("SELECT 1").fetchone() == (1,):
+                    break
+        except psycopg.Error as exc:
+            failures.append(str(exc).strip().splitlines()[0])
+            time.sleep(0.2)
+    outage = time.monotonic() - restarted
+    assert outage < 5, f"answers again only after {outage:.1f} s; errors: {sorted(set(failures))}"

@@ -5,8 +5,8 @@ Addresses come from environment variables, so the same functions run in a Molecu
   MMOPS_PROMETHEUS         Prometheus container, queried with `docker exec ... wget` (default prometheus)
   MMOPS_ALERTMANAGER       Alertmanager container (default alertmanager)
   MMOPS_GRAFANA            Grafana container, reached at its address on the stack network (default grafana)
-  MMOPS_OBS_PLAYBOOK       playbook to re-converge with a changed rule (the reload check is skipped without it)
-  MMOPS_OBS_IDEMPOTENCE_LOG  output of the second converge (checked for changed=0 when given)
+  MMOPS_OBS_PLAYBOOK       playbook to re-converge with a changed rule (required: the test fails without it)
+  MMOPS_OBS_IDEMPOTENCE_LOG  output of the second converge, checked for changed=0 (required)
 """
 import json
 import os
@@ -16,13 +16,15 @@ import time
 import urllib.parse
 from pathlib import Path
 
+import harness
 import pytest
 import requests
 import yaml
 
 ROOT = Path(__file__).resolve().parents[3]
 DASHBOARDS = ROOT / "roles/monitoring/files/dashboards"
-EXPECTED = Path(os.environ.get("MMOPS_OBS_EXPECTED", "/tmp/mmops-obs/expected.json"))
+RUN_SH = "tests/integration/observability/run.sh"
+EXPECTED = harness.require_deployment(os.environ.get("MMOPS_OBS_EXPECTED", "/tmp/mmops-obs/expected.json"), RUN_SH)
 PROMETHEUS = os.environ.get("MMOPS_PROMETHEUS", "prometheus")
 ALERTMANAGER = os.environ.get("MMOPS_ALERTMANAGER", "alertmanager")
 GRAFANA = os.environ.get("MMOPS_GRAFANA", "grafana")
@@ -42,8 +44,6 @@ REAL_JOBS = {"prometheus", "alertmanager", "node_exporter", "postgres_exporter",
 
 
 def expected():
-    if not EXPECTED.exists():
-        pytest.skip(f"{EXPECTED} missing: converge tests/integration/observability/play.yml first")
     return json.loads(EXPECTED.read_text())
 
 
@@ -262,19 +262,25 @@ def test_grafana_serves_the_provisioned_dashboards_and_datasources_under_the_sub
     assert sources == DATASOURCE_UIDS
 
 
+def test_no_container_on_the_network_can_stop_prometheus():
+    """The lifecycle API is off (issue 13): POST /-/quit from inside the stack network is refused."""
+    out = docker("exec", PROMETHEUS, "wget", "-q", "-S", "-O", "-", "--post-data=", "http://127.0.0.1:9090/-/quit",
+                 check=False)
+    assert out.returncode != 0 and "403" in out.stdout + out.stderr, out.stdout + out.stderr
+    assert "--web.enable-lifecycle" not in json.loads(docker("inspect", PROMETHEUS).stdout)[0]["Args"]
+    time.sleep(1)
+    assert json.loads(docker("inspect", PROMETHEUS).stdout)[0]["State"]["Running"]
+
+
 def test_second_converge_changed_nothing():
-    log = os.environ.get("MMOPS_OBS_IDEMPOTENCE_LOG")
-    if not log:
-        pytest.skip("MMOPS_OBS_IDEMPOTENCE_LOG not set")
+    log = harness.require_env("MMOPS_OBS_IDEMPOTENCE_LOG", RUN_SH)
     recap = re.findall(r"changed=(\d+)", Path(log).read_text())
     assert recap and all(n == "0" for n in recap), Path(log).read_text()[-3000:]
 
 
 def test_a_changed_rule_reloads_prometheus_and_a_service_turned_off_is_removed():
     """Last: re-converges the monitoring play with one more rule group and without cAdvisor."""
-    playbook = os.environ.get("MMOPS_OBS_PLAYBOOK")
-    if not playbook:
-        pytest.skip("MMOPS_OBS_PLAYBOOK not set")
+    playbook = harness.require_env("MMOPS_OBS_PLAYBOOK", RUN_SH)
     exp = expected()
     started = json.loads(docker("inspect", PROMETHEUS).stdout)[0]["State"]["StartedAt"]
     extra = {"monitoring_extra_rules": [{"name": "integration-test", "rules": [
@@ -286,6 +292,8 @@ def test_a_changed_rule_reloads_prometheus_and_a_service_turned_off_is_removed()
         env={**os.environ, "ANSIBLE_CONFIG": str(ROOT / "ansible.cfg"), "ANSIBLE_NOCOLOR": "1"})
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-2000:]
     assert "RUNNING HANDLER [mattermost_ops.stack.monitoring : Reload Prometheus]" in result.stdout
+    assert "RUNNING HANDLER [mattermost_ops.stack.monitoring : Wait until Prometheus reports the reload " \
+           "successful]" in result.stdout
 
     def names():
         return {r["name"] for g in prom("/api/v1/rules")["data"]["groups"] for r in g["rules"]}

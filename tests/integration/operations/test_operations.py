@@ -31,19 +31,19 @@ import uuid
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
+import harness
 import psycopg
 import pytest
 
 ROOT = Path(__file__).resolve().parents[3]
-EXPECTED_FILE = Path(os.environ.get("OPS_EXPECTED", "/tmp/mmops-ops/ops-expected.json"))
-if not EXPECTED_FILE.exists():
-    pytest.skip("no deployed stack (see tests/integration/operations/run.sh)", allow_module_level=True)
+RUN_SH = "tests/integration/operations/run.sh"
+EXPECTED_FILE = harness.require_deployment(os.environ.get("OPS_EXPECTED", "/tmp/mmops-ops/ops-expected.json"), RUN_SH)
 EXPECTED = json.loads(EXPECTED_FILE.read_text())
 URL = os.environ.get("OPS_URL", "http://127.0.0.1:18473").rstrip("/")
 SECRETS_DIR = Path(os.environ.get("OPS_SECRETS_DIR", "/tmp/mmops-ops/secrets"))
-CONVERGE = shlex.split(os.environ.get("OPS_CONVERGE", ""))
-PLAYBOOK = shlex.split(os.environ.get("OPS_PLAYBOOK", ""))
-ARCHIVE_PLAY = shlex.split(os.environ.get("OPS_ARCHIVE_PLAY", ""))
+CONVERGE = harness.require_env("OPS_CONVERGE", RUN_SH, split=True)
+PLAYBOOK = harness.require_env("OPS_PLAYBOOK", RUN_SH, split=True)
+ARCHIVE_PLAY = harness.require_env("OPS_ARCHIVE_PLAY", RUN_SH, split=True)
 REPORT = Path(os.environ.get("OPS_REPORT", "/tmp/ops-report.txt"))
 NETWORK = EXPECTED["network"]
 DB = EXPECTED["database"]
@@ -56,8 +56,6 @@ ARCHIVE = EXPECTED["archive_script"]
 CONF = Path(EXPECTED["backup_config"])
 METRICS = Path(EXPECTED["textfile_dir"]) / "mattermost_backup.prom"
 NAME_RE = re.compile(r"^mattermost-\d{8}T\d{6}Z$")
-needs = {name: pytest.mark.skipif(not cmd, reason=f"OPS_{name.upper()} is not set")
-         for name, cmd in (("converge", CONVERGE), ("playbook", PLAYBOOK), ("archive_play", ARCHIVE_PLAY))}
 
 
 # --------------------------------------------------------------------------- helpers
@@ -220,7 +218,6 @@ def write_owned(path, data):
 
 
 # --------------------------------------------------------------------------- 0. converge again, installed files
-@needs["converge"]
 def test_second_converge_changes_nothing():
     rc, output, recap = ansible(CONVERGE)
     assert rc == 0 and recap["failed"] == 0, output[-3000:]
@@ -261,7 +258,6 @@ def test_installed_scripts_configuration_and_schedule():
 
 
 # --------------------------------------------------------------------------- 1. round trip
-@needs["playbook"]
 def test_round_trip_through_backup_and_restore():
     seeded = seed_through_app()
     write_owned(MM_DIR / "data" / "ops-roundtrip" / "upload.bin", os.urandom(200_000))
@@ -330,7 +326,6 @@ def test_round_trip_through_backup_and_restore():
     assert "replicas healthy" in output and "through Nginx: {" in " ".join(output.split())
 
 
-@needs["playbook"]
 def test_password_never_on_a_command_line():
     password = secret("postgres_backup_password").encode()
     proc = subprocess.Popen([BACKUP, "--config", str(CONF), "--quiet"], stdout=subprocess.PIPE,
@@ -406,6 +401,80 @@ def test_backup_into_a_full_directory_fails_cleanly(tmp_path):
     assert metrics()["mattermost_backup_last_exit_status"] == 0
 
 
+def old_backups(directory, days):
+    """Complete-looking backups at 03:00 UTC of each of the last DAYS days."""
+    today = datetime.now(timezone.utc).replace(hour=3, minute=0, second=0, microsecond=0)
+    names = [f"mattermost-{(today - timedelta(days=k)):%Y%m%dT%H%M%SZ}" for k in range(1, days + 1)]
+    for name in names:
+        (directory / name).mkdir()
+        (directory / name / "SHA256SUMS").write_text("")
+    return names
+
+
+def test_a_failed_off_host_copy_keeps_the_backup_prunes_and_reports_it(tmp_path):
+    """The rsync target is unreachable: the local backup is complete, counts as the last success, retention
+    still runs, the off-host metric and exit status 3 say what failed (issue 13)."""
+    directory = tmp_path / "backups"
+    directory.mkdir(mode=0o700)
+    old = old_backups(directory, 6)
+    conf = config_copy(tmp_path, BACKUP_DIR=directory, RSYNC_TARGET=tmp_path / "no-such-dir" / "offsite",
+                       KEEP_DAILY=2, KEEP_WEEKLY=0)
+    started = time.time()
+    result = run(BACKUP, "--config", conf)
+    assert result.returncode == 3, result.stderr
+    [new] = sorted(set(backups(directory)) - set(old))
+    assert run("sha256sum", "--check", "--strict", "SHA256SUMS", cwd=directory / new).returncode == 0
+    assert backups(directory) == sorted([old[0], new]), "retention did not run after the failed copy"
+    assert f"the copy to {tmp_path / 'no-such-dir' / 'offsite'} failed" in result.stderr
+    assert f"backup {new} is complete and kept locally" in result.stderr
+    assert "no new backup was kept" not in result.stderr
+    values = metrics()
+    assert values["mattermost_backup_last_exit_status"] == 3
+    assert values["mattermost_backup_last_success_timestamp_seconds"] >= int(started)
+    assert values["mattermost_backup_offhost_last_exit_status"] == 1
+    # The next run with a reachable target clears the off-host failure.
+    result = run(BACKUP, "--config", CONF, "--quiet")
+    assert result.returncode == 0, result.stderr
+    values = metrics()
+    assert values["mattermost_backup_offhost_last_exit_status"] == 0
+    assert values["mattermost_backup_offhost_last_success_timestamp_seconds"] >= int(started)
+
+
+def test_too_little_free_space_stops_the_run_before_it_writes(tmp_path):
+    """The last backup took more than BACKUP_DIR has free: the run refuses to start and says why."""
+    directory, textfile = tmp_path / "backups", tmp_path / "textfile"
+    directory.mkdir(mode=0o700)
+    textfile.mkdir()
+    (textfile / "mattermost_backup.prom").write_text("mattermost_backup_last_size_bytes 1e+15\n")
+    conf = config_copy(tmp_path, BACKUP_DIR=directory, TEXTFILE_DIR=textfile, RSYNC_TARGET="")
+    result = run(BACKUP, "--config", conf)
+    assert result.returncode == 1, result.stderr
+    assert re.search(rf"not starting: \d+ bytes free in {re.escape(str(directory))}, the last backup needed about "
+                     r"1100000000000000", result.stderr), result.stderr
+    assert list(directory.iterdir()) == []
+    assert "mattermost_backup_last_exit_status 1" in (textfile / "mattermost_backup.prom").read_text()
+
+
+def test_a_run_that_hangs_is_stopped_by_the_timeout_and_cleans_up(tmp_path):
+    """pg_dump waits for a lock that a session holds (a migration, say): after TIMEOUT the run is stopped,
+    its work directory removed, nothing kept, exit status 124."""
+    directory = tmp_path / "backups"
+    directory.mkdir(mode=0o700)
+    conf = config_copy(tmp_path, BACKUP_DIR=directory, RSYNC_TARGET="", TIMEOUT=5)
+    with pg() as holder:
+        holder.execute("BEGIN")
+        holder.execute("LOCK TABLE posts IN ACCESS EXCLUSIVE MODE")
+        started = time.monotonic()
+        result = run(BACKUP, "--config", conf, timeout=120)
+        elapsed = time.monotonic() - started
+        holder.execute("ROLLBACK")
+    assert result.returncode == 124, result.stderr
+    assert 5 <= elapsed < 30, elapsed
+    assert list(directory.iterdir()) == [], "a work directory or a backup was left behind"
+    assert "stopped by SIGTERM: the run reached TIMEOUT=5 s" in result.stderr
+    assert "backup FAILED" in result.stderr
+
+
 # --------------------------------------------------------------------------- 3. retention
 def expected_retention(names, keep_daily, keep_weekly, weekly_day=7):
     """The retention rule, written independently: the newest backup of each of the newest
@@ -449,7 +518,6 @@ def test_retention_keeps_exactly_the_configured_backups(tmp_path):
 
 
 # --------------------------------------------------------------------------- 5. bad input
-@needs["playbook"]
 def test_restore_refuses_bad_input_before_touching_anything():
     good = backups()[-1]
     corrupt = "mattermost-20000101T000000Z"
@@ -479,7 +547,6 @@ def test_restore_refuses_bad_input_before_touching_anything():
         shutil.rmtree(BACKUP_DIR / corrupt)
 
 
-@needs["converge"]
 @pytest.mark.parametrize("value", [0])
 def test_archive_max_age_days_below_one_is_refused(value):
     rc, output, recap = ansible(CONVERGE, "-e", f"archive_max_age_days={value}")
@@ -576,7 +643,6 @@ class InsertProbe(threading.Thread):
                 time.sleep(0.02)
 
 
-@needs["archive_play"]
 def test_archive_moves_exactly_the_old_unpinned_posts_without_blocking_inserts():
     with pg(EXPECTED["mattermost_user"]) as conn:  # as Mattermost's role, which owns the tables
         conn.execute(SEED_SQL)
@@ -672,7 +738,6 @@ def test_archive_moves_exactly_the_old_unpinned_posts_without_blocking_inserts()
     assert "moved posts=0 " in again.stdout and "in 0 batch(es)" in again.stdout, again.stdout
 
 
-@needs["playbook"]
 def test_round_trip_of_the_archived_database_without_keeping_the_previous_copy():
     """Backup and restore of the database with 100 000 posts and the archive tables: the size and
     duration the job reports, the same content afterwards, and backup_restore_keep_previous=false."""

@@ -12,7 +12,7 @@ cd "$ROOT"
 
 export APP_HTTP_PORT=${APP_HTTP_PORT:-18080}
 PLAY=(ansible-playbook -i 'localhost,' "$HERE/play.yml")
-RESTART=(ansible-playbook -i 'localhost,' "$ROOT/playbooks/restart.yml" -e "@$HERE/vars.yml")
+RESTART=(ansible-playbook -i 'localhost,' "$ROOT/playbooks/restart.yml" -e "@$ROOT/tests/lab/images.yml" -e "@$HERE/vars.yml")
 [ "${KEEP:-0}" = 1 ] || trap '"$HERE/cleanup.sh"' EXIT
 t0=$SECONDS
 

@@ -139,17 +139,30 @@ def test_loki_config_uses_tsdb_v13_filesystem_and_compactor_retention():
     assert loki["limits_config"]["retention_period"] == exp["loki_retention_period"]
 
 
-def test_alloy_config_ships_docker_and_file_logs():
+def test_alloy_config_ships_each_line_once():
     exp = expected()
     text = (Path(exp["config_dir"]) / "alloy/config.alloy").read_text()
-    for component in ('discovery.docker "stack"', 'loki.source.docker "containers"', 'loki.source.file "mattermost"',
+    for component in ('discovery.docker "stack"', 'loki.source.docker "containers"', 'loki.process "containers"',
                       'loki.source.file "nginx"', 'loki.process "nginx"', 'loki.write "loki"'):
         assert component in text
     assert re.search(r'source_labels = \["__meta_docker_container_name"\]\s+regex\s+= "/\(\.\*\)"\s+'
                      r'target_label\s+= "container"', text)
     assert f'values = ["{exp["network"]}"]' in text
-    assert '"/var/log/mattermost/**/*.log"' in text
+    # Mattermost's lines come from Docker (job="mattermost" by the service label), not also from its files.
+    assert "/var/log/mattermost" not in text and 'regex         = "mattermost"' in text
     assert text.count("{") == text.count("}")
+
+
+def test_alloy_runs_as_the_image_user_without_capabilities_and_reads_docker():
+    """The official image's data directory is 473:473 0770: as root without capabilities Alloy could
+    not create its component directories (the double exits then, as Alloy does)."""
+    (alloy,) = json.loads(docker("inspect", "alloy").stdout)
+    assert alloy["Config"]["User"] == "473:473" and alloy["HostConfig"]["CapDrop"] == ["ALL"]
+    assert not alloy["HostConfig"].get("CapAdd") and alloy["State"]["Running"]
+    sock_gid = str(Path("/var/run/docker.sock").stat().st_gid)
+    assert alloy["HostConfig"]["GroupAdd"] == [sock_gid]
+    metrics = docker("exec", PROMETHEUS, "wget", "-q", "-O", "-", "http://alloy:12345/metrics").stdout
+    assert "alloy_double_docker_api_up 1" in metrics, metrics
 
 
 def test_nginx_location_for_grafana_is_written():

@@ -31,7 +31,7 @@ echo "[operations] converge"
 grep -A1 'PLAY RECAP' /tmp/ops-converge.log | tail -1
 
 export OPS_URL="http://127.0.0.1:$OPS_HTTP_PORT" OPS_CONVERGE="${PLAY[*]}"
-export OPS_PLAYBOOK="ansible-playbook -i localhost, -e @$HERE/vars.yml"
+export OPS_PLAYBOOK="ansible-playbook -i localhost, -e @$ROOT/tests/lab/images.yml -e @$HERE/vars.yml"
 export OPS_ARCHIVE_PLAY="ansible-playbook -i localhost, $HERE/archive.yml"
 echo "[operations] pytest against $OPS_URL"
 python -m pytest -p no:cacheprovider -q -rs "$HERE/test_operations.py" "$@"

@@ -2,6 +2,7 @@
 import http.client
 import json
 import socket
+import sys
 import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
@@ -51,6 +52,14 @@ class Handler(BaseHTTPRequestHandler):
         pass
 
 
+KINDS = {"cpu", "sched", "percpu", "memory", "memory_numa", "cpuLoad", "diskIO", "disk", "network", "tcp", "advtcp",
+         "udp", "app", "process", "hugetlb", "perf_event", "referenced_memory", "cpu_topology", "resctrl", "cpuset",
+         "oom_event", "pressure"}  # cAdvisor's metric kinds (container.MetricKind)
+
 if __name__ == "__main__":
+    for arg in sys.argv[1:]:
+        flag, _, value = arg.lstrip("-").partition("=")
+        if flag in ("enable_metrics", "disable_metrics") and set(value.split(",")) - KINDS:
+            sys.exit(f"invalid value {value!r} for flag -{flag}: unknown metric kinds {sorted(set(value.split(',')) - KINDS)}")
     print("cAdvisor TEST DOUBLE (not cAdvisor) on :8080", flush=True)
     ThreadingHTTPServer(("0.0.0.0", 8080), Handler).serve_forever()

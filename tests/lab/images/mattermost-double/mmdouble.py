@@ -1,3 +1,4 @@
+#!/opt/mmdouble/bin/python3
 """Mattermost TEST DOUBLE for the offline lab, where no Mattermost image can be had. NOT Mattermost: see README.md.
 
 Same port, MM_* variables, volumes and uid as the real image; the API calls the lab's load tests and seeding use."""
@@ -8,6 +9,7 @@ import os
 import random
 import re
 import signal
+import socketserver
 import sys
 import threading
 import time
@@ -23,7 +25,7 @@ import psycopg2.errors
 import psycopg2.extras
 import psycopg2.pool
 
-VERSION, SCHEMA_FILE = "double-0.1", Path(__file__).with_name("schema.sql")  # CREATE ... IF NOT EXISTS
+VERSION, SCHEMA_FILE = "double-0.1", Path("/opt/mmdouble/schema.sql")  # CREATE ... IF NOT EXISTS
 LEVELS = {"debug": 10, "info": 20, "warn": 30, "error": 40}
 B32 = str.maketrans("ABCDEFGHIJKLMNOPQRSTUVWXYZ234567", "ybndrfg8ejkmcpqxot1uwisza345h769")  # Mattermost's alphabet
 FORBIDDEN = (403, "api.context.permissions.app_error", "You do not have the appropriate permissions.")
@@ -192,7 +194,10 @@ class Handler(BaseHTTPRequestHandler):  # HTTP/1.1 with keep-alive; every API ca
     lock, busy, draining = threading.Lock(), 0, threading.Event()  # requests in progress, for the drain
 
     def log_message(self, format, *args):  # pylint: disable=redefined-builtin
-        log("debug", format % args, remote_addr=self.client_address[0])
+        log("debug", format % args, remote_addr=self.address_string())
+
+    def address_string(self):
+        return self.client_address[0] if self.client_address else "local"
 
     def need(self, *keys):
         for key in keys:
@@ -476,6 +481,23 @@ def drain(server, done):
     done.set()
 
 
+class LocalModeServer(socketserver.ThreadingMixIn, socketserver.UnixStreamServer):
+    """ServiceSettings.EnableLocalMode: the API on a Unix socket (mode 0600) for mmctl --local in the container."""
+    daemon_threads = True
+
+
+def serve_local_mode():
+    if env("MM_SERVICESETTINGS_ENABLELOCALMODE", "false").lower() != "true":
+        return
+    path = env("MM_SERVICESETTINGS_LOCALMODESOCKETLOCATION", "/var/tmp/mattermost_local.socket")
+    if os.path.exists(path):
+        os.unlink(path)
+    server = LocalModeServer(path, Handler)
+    os.chmod(path, 0o600)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    log("info", "Local mode socket listening", socket=path)
+
+
 def main():
     global log, db  # pylint: disable=global-statement
     log, listen, site_url = Log(), env("MM_SERVICESETTINGS_LISTENADDRESS", ":8065"), env("MM_SERVICESETTINGS_SITEURL")
@@ -489,6 +511,7 @@ def main():
     db.migrate()
     host, _colon, port = listen.rpartition(":")
     server, done = ThreadingHTTPServer((host, int(port or 8065)), Handler), threading.Event()  # daemon threads
+    serve_local_mode()  # after the listener: healthy (mmctl system status --local) means serving
     for sig in (signal.SIGTERM, signal.SIGINT):
         signal.signal(sig, lambda *_args: threading.Thread(target=drain, args=(server, done)).start())
     log("info", f"Server is listening on {listen}", address=listen)

@@ -60,7 +60,7 @@ def collect(dsn):
         out.append(f"{name}{{{lab}}} {float(value)}" if lab else f"{name} {float(value)}")
 
     try:
-        conn = psycopg2.connect(dsn)
+        conn = psycopg2.connect(dsn, connect_timeout=5)  # pgbouncer_up 0 within the scrape timeout, never a hang
         conn.autocommit = True  # the admin console knows no BEGIN
         with conn.cursor() as cur:
             for what, cols in COLUMNS.items():

@@ -23,15 +23,17 @@ ensure_os_packages() {
   as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${missing[@]}"
 }
 
-# ensure_venv REQUIREMENTS_FILE : a virtualenv with exactly the pinned dependencies.
+# ensure_venv REQUIREMENTS_FILE : a virtualenv with exactly the pinned dependencies. Runs in `||`
+# contexts (stages), where `set -e` does not apply: every step is chained, so a failure fails it.
 ensure_venv() {
-  ensure_os_packages python3 python3-venv ca-certificates git
   local digest
+  ensure_os_packages python3 python3-venv ca-certificates git || return 1
   digest=$(cat "$ROOT/$1" "$ROOT/requirements.txt" "$ROOT/constraints.txt" | sha256sum | cut -c1-16)
-  [ -x "$VENV/bin/python" ] || python3 -m venv "$VENV"
+  # A virtualenv left half-made by an interrupted run (no pip) is made again.
+  [ -x "$VENV/bin/pip" ] || { rm -rf "$VENV" && python3 -m venv "$VENV"; } || return 1
   if [ ! -e "$VENV/.installed-$digest" ]; then
-    "$VENV/bin/pip" install -q --disable-pip-version-check -r "$ROOT/$1" -c "$ROOT/constraints.txt"
-    touch "$VENV/.installed-$digest"
+    "$VENV/bin/pip" install -q --disable-pip-version-check -r "$ROOT/$1" -c "$ROOT/constraints.txt" \
+      && touch "$VENV/.installed-$digest" || return 1
   fi
   link_collection
 }

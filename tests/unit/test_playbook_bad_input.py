@@ -5,6 +5,8 @@ import sys
 import time
 from pathlib import Path
 
+import yaml
+
 ROOT = Path(__file__).resolve().parents[2]
 
 
@@ -56,3 +58,12 @@ def test_host_too_small_names_the_memory_the_plan_needs():
     assert result.returncode != 0
     assert "memory_mb" in out and "1024" in out, out[-2000:]
     assert "Install Docker Engine" not in out  # stopped before the first change
+
+
+def test_site_validates_every_role_first_and_forces_handlers():
+    """Every role's input checks run in the pre_tasks (before the first change), and handlers run even
+    when a later task fails (no written-but-unapplied change)."""
+    (play,) = yaml.safe_load((ROOT / "playbooks/site.yml").read_text())
+    (validate,) = [t for t in play["pre_tasks"] if t.get("ansible.builtin.include_role", {}).get("tasks_from") == "validate"]
+    assert sorted(validate["loop"]) == sorted(p.parts[-3] for p in ROOT.glob("roles/*/tasks/validate.yml"))
+    assert play["force_handlers"] is True

@@ -174,18 +174,40 @@ def test_mattermost_database_objects():
             "JOIN pg_roles g ON g.oid = a.roleid GROUP BY m.rolname").fetchall())
     assert "pg_monitor" in members[USERS["monitoring"]]
     assert "pg_read_all_data" in members[USERS["backup"]]
-    assert "pg_read_all_data" in members[USERS["grafana"]]
+    assert "pg_read_all_data" not in members.get(USERS["grafana"], [])
     with pg(USERS["monitoring"], dbname=DB) as conn:
         assert conn.execute("SELECT count(*) >= 0 FROM pg_stat_statements").fetchone() == (True,)
     with pg(USERS["backup"], dbname=DB) as conn:
         assert conn.execute("SELECT count(*) FROM dt_probe").fetchone()[0] >= 1
-    # Grafana: reads Mattermost's data through PgBouncer, writes nothing.
+    # Grafana: through PgBouncer, writes nothing and reads no table.
     with connect(USERS["grafana"]) as conn:
-        assert conn.execute("SELECT count(*) FROM dt_probe").fetchone()[0] >= 1
-        with pytest.raises(psycopg.errors.InsufficientPrivilege):
-            conn.execute("INSERT INTO dt_probe VALUES (2, 'grafana must not write')")
-        with pytest.raises(psycopg.errors.InsufficientPrivilege):
-            conn.execute("CREATE TABLE dt_grafana (id int)")
+        for sql in ("SELECT count(*) FROM dt_probe", "INSERT INTO dt_probe VALUES (2, 'grafana must not write')",
+                    "CREATE TABLE dt_grafana (id int)"):
+            with pytest.raises(psycopg.errors.InsufficientPrivilege):
+                conn.execute(sql)
+
+
+def test_grafana_gets_aggregates_and_no_secret():
+    """Grafana's user runs the dashboard functions (counts of posts) and is refused every table of
+    Mattermost's, the secrets first: sessions, access tokens, password hashes."""
+    now_ms = int(time.time() * 1000)
+    with connect(USERS["mattermost"]) as conn:  # Mattermost's tables, the way Mattermost creates them
+        conn.execute("CREATE TABLE IF NOT EXISTS posts (id varchar(26) PRIMARY KEY, createat bigint, deleteat bigint, "
+                     "message text)")
+        conn.execute("CREATE TABLE IF NOT EXISTS sessions (id varchar(26) PRIMARY KEY, token varchar(26))")
+        conn.execute("CREATE TABLE IF NOT EXISTS useraccesstokens (id varchar(26) PRIMARY KEY, token varchar(26))")
+        conn.execute("CREATE TABLE IF NOT EXISTS users (id varchar(26) PRIMARY KEY, username text, password text)")
+        conn.execute("INSERT INTO posts VALUES ('dtgrafana1', %s, 0, 'hello') ON CONFLICT (id) DO NOTHING", (now_ms,))
+    with connect(USERS["grafana"]) as conn:
+        for sql in ("SELECT token FROM sessions", "SELECT token FROM useraccesstokens", "SELECT password FROM users",
+                    "SELECT username FROM users", "SELECT message FROM posts"):
+            with pytest.raises(psycopg.errors.InsufficientPrivilege):
+                conn.execute(sql)
+        rows = conn.execute("SELECT \"time\", posts FROM mmops_dashboards.posts_per_hour(%s, %s)",
+                            (now_ms - 3_600_000, now_ms + 60_000)).fetchall()
+        assert sum(count for _hour, count in rows) >= 1
+        with pytest.raises(psycopg.errors.InsufficientPrivilege):  # nor can it add functions of its own there
+            conn.execute("CREATE FUNCTION mmops_dashboards.x() RETURNS int LANGUAGE sql AS 'SELECT 1'")
 
 
 # --------------------------------------------------------------------------- 2. limits

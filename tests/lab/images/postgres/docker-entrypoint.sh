@@ -61,7 +61,8 @@ first_start() {
 
 	# Temporary server: the given options, but no TCP listener.
 	local opts
-	opts=$(printf '%q ' "${@:2}")
+	opts=""  # printf '%q' of no argument would print '' (an empty argument postgres refuses)
+	[ $# -lt 2 ] || opts=$(printf '%q ' "${@:2}")
 	PGUSER=$POSTGRES_USER pg_ctl -D "$PGDATA" -w -o "$opts -c listen_addresses='' -p 5432" start
 
 	export PGPASSWORD=${POSTGRES_PASSWORD:-}

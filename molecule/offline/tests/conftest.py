@@ -25,7 +25,8 @@ def inventory_vars():
     merged = {}
     for path in sorted((ROOT / "inventories/lab/group_vars/all").glob("*.yml")):
         merged.update(yaml.safe_load(path.read_text()) or {})
-    merged.update(yaml.safe_load((SCENARIO / "host_vars/mmops-offline.yml").read_text()))
+    for path in sorted((SCENARIO / "host_vars/mmops-offline").glob("*.yml")):  # main.yml, lab-images.yml
+        merged.update(yaml.safe_load(path.read_text()) or {})
     return merged
 
 

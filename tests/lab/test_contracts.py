@@ -12,28 +12,19 @@ Needs the lab images built (scripts/test lab does both)."""
 import io
 import json
 import subprocess
+import sys
 import tarfile
 from pathlib import Path
 
-import jinja2
 import pytest
 import yaml
 
 ROOT = Path(__file__).resolve().parents[2]
+sys.path.insert(0, str(ROOT / "tests"))
+from image_defaults import role_images  # noqa: E402  pylint: disable=wrong-import-position
 CONTRACTS = {p.stem: yaml.safe_load(p.read_text()) for p in sorted((ROOT / "tests/lab/contracts").glob("*.yml"))}
 LAB_IMAGES = yaml.safe_load((ROOT / "tests/lab/images.yml").read_text())
 DEFAULT_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
-
-
-def role_images():
-    """{variable: image reference} for every *_image default of every role, Jinja resolved."""
-    images = {}
-    for path in sorted(ROOT.glob("roles/*/defaults/main.yml")):
-        defaults = yaml.safe_load(path.read_text()) or {}
-        for key, value in defaults.items():
-            if key.endswith("_image"):
-                images[key] = jinja2.Template(value).render(**defaults)
-    return images
 
 
 @pytest.mark.parametrize("variable", sorted(role_images()))

@@ -2,26 +2,16 @@
 import os
 import re
 import subprocess
+import sys
 from pathlib import Path
 
-import yaml
-
 ROOT = Path(__file__).resolve().parents[2]
-
-
-def _role_images():
-    """Image defaults, with simple `{{ var }}` references to the same role's defaults resolved."""
-    images = {}
-    for defaults in ROOT.glob("roles/*/defaults/main.yml"):
-        values = yaml.safe_load(defaults.read_text()) or {}
-        for name, value in values.items():
-            if name.endswith("_image"):
-                images[name] = re.sub(r"{{ *(\w+) *}}", lambda m: str(values[m.group(1)]), value)
-    return images
+sys.path.insert(0, str(ROOT / "tests"))
+from image_defaults import role_images  # noqa: E402  pylint: disable=wrong-import-position
 
 
 def test_images_are_pinned_and_not_doubles():
-    images = _role_images()
+    images = role_images()
     assert images
     for name, ref in images.items():
         tag = ref.rsplit(":", 1)[-1] if ":" in ref.rsplit("/", 1)[-1] else ""
@@ -34,5 +24,5 @@ def test_export_playbook_lists_every_image():
         ["ansible-playbook", "playbooks/export_images.yml", "-e", "export_images_list_only=true"],
         cwd=ROOT, capture_output=True, text=True, check=True,
         env={**os.environ, "ANSIBLE_CONFIG": str(ROOT / "ansible.cfg"), "ANSIBLE_NOCOLOR": "1"})
-    for ref in _role_images().values():
+    for ref in role_images().values():
         assert f"- {ref}" in result.stdout, ref

@@ -2,6 +2,7 @@
 real PostgreSQL, PgBouncer and Nginx), the probes see every replica through its ping, and the
 alert rules load on the real Prometheus."""
 import json
+import time
 
 testinfra_hosts = ["ansible://all"]
 
@@ -35,3 +36,17 @@ def test_alert_rules_are_loaded_and_healthy(host):
     rules = [r for g in groups for r in g["rules"]]
     assert len(rules) >= 10
     assert all(r["health"] != "err" for r in rules), [r["name"] for r in rules if r["health"] == "err"]
+
+
+def test_logs_reach_loki(host):
+    """Alloy ships the containers' and Nginx's log lines: Loki has taken pushes and Alloy is up
+    (an Alloy that cannot write its data directory exits before its first push)."""
+    deadline = time.monotonic() + 90
+    while True:
+        host.run("curl -s -o /dev/null http://127.0.0.1/api/v4/system/ping")
+        pushes = _prometheus(host, "/api/v1/query?query=loki_distributor_push_requests_total")["result"]
+        alloy = _prometheus(host, '/api/v1/query?query=up{job="alloy"}')["result"]
+        if pushes and float(pushes[0]["value"][1]) > 0 and alloy and alloy[0]["value"][1] == "1":
+            return
+        assert time.monotonic() < deadline, f"no log push reached Loki in 90 s: pushes={pushes} alloy up={alloy}"
+        time.sleep(5)

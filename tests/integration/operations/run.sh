@@ -2,9 +2,10 @@
 # Integration test of the backup and archive roles and the backup/restore playbooks against this
 # machine's own Docker engine: build the lab images, check mode on a fresh host, converge the stack
 # (postgres, pgbouncer, the Mattermost test double, nginx, backup, archive; names prefixed ops-),
-# pytest (idempotence, round trip through a restore, out of space, retention, lock, archiving with
-# the insert latency measured, bad input), then clean up (KEEP=1 keeps the stack). OPS_HTTP_PORT
-# moves Nginx off 18473; the measured numbers are printed at the end and kept in OPS_REPORT.
+# pytest (Mattermost's API through two upstream clients and the websocket, tests/integration/clients;
+# idempotence, round trip through a restore, out of space, retention, lock, archiving with the
+# insert latency measured, bad input), then clean up (KEEP=1 keeps the stack). OPS_HTTP_PORT moves
+# Nginx off 18473; the measured numbers are printed at the end and kept in OPS_REPORT.
 set -euo pipefail
 HERE=$(cd "$(dirname "$0")" && pwd)
 # shellcheck source-path=SCRIPTDIR source=../../../scripts/lib.sh
@@ -33,8 +34,11 @@ grep -A1 'PLAY RECAP' /tmp/ops-converge.log | tail -1
 export OPS_URL="http://127.0.0.1:$OPS_HTTP_PORT" OPS_CONVERGE="${PLAY[*]}"
 export OPS_PLAYBOOK="ansible-playbook -i localhost, -e @$ROOT/tests/lab/images.yml -e @$HERE/vars.yml"
 export OPS_ARCHIVE_PLAY="ansible-playbook -i localhost, $HERE/archive.yml"
-echo "[operations] pytest against $OPS_URL"
-python -m pytest -p no:cacheprovider -q -rs "$HERE/test_operations.py" "$@"
+[ -d tests/conformance/node_modules/@mattermost/client ] \
+  || (cd tests/conformance && npm ci --no-audit --no-fund --loglevel=error)
+echo "[operations] pytest against $OPS_URL (first the API clients, then the operations)"
+MM_CLIENTS_URL="$OPS_URL" python -m pytest -p no:cacheprovider -q -rs "$HERE/../clients/test_clients.py" \
+  "$HERE/test_operations.py" "$@"
 echo "[operations] measured:"
 cat "$OPS_REPORT"
 echo "[operations] passed in $((SECONDS - t0)) s"

@@ -25,6 +25,9 @@ import psycopg2.errors
 import psycopg2.extras
 import psycopg2.pool
 
+sys.path.insert(0, "/opt/mmdouble")
+import websocket_hub  # noqa: E402  pylint: disable=wrong-import-position
+
 VERSION, SCHEMA_FILE = "double-0.1", Path("/opt/mmdouble/schema.sql")  # CREATE ... IF NOT EXISTS
 LEVELS = {"debug": 10, "info": 20, "warn": 30, "error": 40}
 B32 = str.maketrans("ABCDEFGHIJKLMNOPQRSTUVWXYZ234567", "ybndrfg8ejkmcpqxot1uwisza345h769")  # Mattermost's alphabet
@@ -158,7 +161,7 @@ class Database:
 
 
 log = db = None
-ROUTES = []
+ROUTES, HUB = [], websocket_hub.Hub()
 JSON_KEYS = {"createat": "create_at", "updateat": "update_at", "deleteat": "delete_at", "editat": "edit_at", "rootid": "root_id",
              "displayname": "display_name", "firstname": "first_name", "lastname": "last_name", "teamid": "team_id", "userid": "user_id",
              "channelid": "channel_id", "creatorid": "creator_id", "lastpostat": "last_post_at", "totalmsgcount": "total_msg_count",
@@ -190,7 +193,7 @@ def insert(cur, table, row):
 class Handler(BaseHTTPRequestHandler):  # HTTP/1.1 with keep-alive; every API call in one database transaction
     protocol_version, server_version = "HTTP/1.1", "MattermostDouble/0.1"
     timeout = 60  # idle keep-alive connections close after 60 s (ServiceSettings.IdleTimeout)
-    body, query, user_id, roles = {}, {}, "", ""
+    body, query, user_id, roles, token = {}, {}, "", "", ""
     lock, busy, draining = threading.Lock(), 0, threading.Event()  # requests in progress, for the drain
 
     def log_message(self, format, *args):  # pylint: disable=redefined-builtin
@@ -239,6 +242,13 @@ class Handler(BaseHTTPRequestHandler):  # HTTP/1.1 with keep-alive; every API ca
         chan = cur.fetchone()
         if not chan:
             raise ApiError(404, "app.channel.get.existing.app_error", "Unable to find the existing channel.")
+        return chan
+
+    def readable_channel(self, cur, chan):
+        """Members read a channel; so do the team's members when it is open, and system admins."""
+        if not (chan["member"] or "system_admin" in self.roles
+                or (chan["type"] == "O" and self.team_member(cur, chan["teamid"], self.user_id))):
+            raise ApiError(*FORBIDDEN)
         return chan
 
     @route("GET", "/system/ping", auth=False)
@@ -383,29 +393,115 @@ class Handler(BaseHTTPRequestHandler):  # HTTP/1.1 with keep-alive; every API ca
                             "VALUES (%s, 1, %s, %s, %s, 0) ON CONFLICT (postid) DO UPDATE SET replycount = "
                             "threads.replycount + 1, lastreplyat = EXCLUDED.lastreplyat",
                             (root, t, json.dumps([self.user_id]), post["channelid"]))
-            return 201, js("post", post)
+            cur.execute("SELECT c.*, u.username, array(SELECT m.userid FROM channelmembers m WHERE m.channelid = c.id) "
+                        "AS members FROM channels c, users u WHERE c.id = %s AND u.id = %s", (post["channelid"], self.user_id))
+            chan = cur.fetchone()
+        HUB.publish(chan["members"], "posted", {  # after the commit, to this process's connections (no cluster)
+            "channel_display_name": chan["displayname"], "channel_name": chan["name"], "channel_type": chan["type"],
+            "post": json.dumps(js("post", post)), "sender_name": "@" + chan["username"], "set_online": True,
+            "team_id": chan["teamid"]}, {"channel_id": chan["id"]})
+        return 201, js("post", post)
 
     @route("GET", "/channels/([a-z0-9]{26})/posts")
     def channel_posts(self, channel_id):
         page, per_page = int(self.query.get("page", 0)), min(200, int(self.query.get("per_page", 60)))
         with db.tx() as cur:
-            chan = self.load_channel(cur, channel_id)
-            if not (chan["member"] or (chan["type"] == "O" and self.team_member(cur, chan["teamid"], self.user_id))):
-                raise ApiError(*FORBIDDEN)
+            self.readable_channel(cur, self.load_channel(cur, channel_id))
             cur.execute("SELECT * FROM posts WHERE channelid = %s AND deleteat = 0 ORDER BY createat DESC LIMIT %s OFFSET %s",
                         (channel_id, per_page, page * per_page))
             posts = [js("post", p) for p in cur.fetchall()]
         return 200, {"order": [p["id"] for p in posts], "posts": {p["id"]: p for p in posts}, "next_post_id": "",
                      "prev_post_id": "", "has_next": len(posts) == per_page}
 
-    def authenticate(self):
-        scheme, _space, token = self.headers.get("Authorization", "").partition(" ")
+    def paging(self, default=60):
+        try:
+            page, per_page = int(self.query.get("page", 0)), int(self.query.get("per_page", default))
+        except ValueError as exc:
+            raise ApiError(400, "api.context.invalid_url_param.app_error", "Invalid page or per_page.") from exc
+        per_page = max(1, min(200, per_page))
+        return per_page, max(0, page) * per_page
+
+    @route("GET", "/users")
+    def users(self):
+        limit, offset = self.paging(60)
         with db.tx() as cur:
-            cur.execute("SELECT userid, roles FROM sessions WHERE token = %s AND expiresat > %s", (token.strip(), now_ms()))
+            cur.execute("SELECT * FROM users WHERE deleteat = 0 ORDER BY username LIMIT %s OFFSET %s", (limit, offset))
+            return 200, [js("user", u) for u in cur.fetchall()]
+
+    @route("POST", "/users/logout")
+    def logout(self):
+        with db.tx() as cur:
+            cur.execute("DELETE FROM sessions WHERE token = %s", (self.token,))
+        return 200, {"status": "OK"}
+
+    @route("GET", "/teams/([a-z0-9]{26})/channels")
+    def public_channels(self, team_id):
+        limit, offset = self.paging(60)
+        with db.tx() as cur:
+            if not (self.team_member(cur, team_id, self.user_id) or "system_admin" in self.roles):
+                raise ApiError(*FORBIDDEN)
+            cur.execute("SELECT * FROM channels WHERE teamid = %s AND type = 'O' AND deleteat = 0 ORDER BY displayname "
+                        "LIMIT %s OFFSET %s", (team_id, limit, offset))
+            return 200, [js("channel", c) for c in cur.fetchall()]
+
+    @route("GET", "/channels/([a-z0-9]{26})")
+    def channel(self, channel_id):
+        with db.tx() as cur:
+            return 200, js("channel", self.readable_channel(cur, self.load_channel(cur, channel_id)))
+
+    @route("GET", "/teams/([a-z0-9]{26})/channels/name/([a-z0-9_\\-]{1,64})")
+    def channel_by_name(self, team_id, name):
+        with db.tx() as cur:
+            cur.execute("SELECT id FROM channels WHERE teamid = %s AND name = %s AND deleteat = 0", (team_id, name))
             row = cur.fetchone()
-        if scheme.lower() not in ("bearer", "token") or not row:
+            if not row:
+                raise ApiError(404, "app.channel.get_by_name.missing.app_error", "Channel does not exist.")
+            return 200, js("channel", self.readable_channel(cur, self.load_channel(cur, row["id"])))
+
+    @route("GET", "/posts/([a-z0-9]{26})")
+    def post(self, post_id):
+        with db.tx() as cur:
+            cur.execute("SELECT * FROM posts WHERE id = %s AND deleteat = 0", (post_id,))
+            post = cur.fetchone()
+            if not post:
+                raise ApiError(404, "app.post.get.app_error", "Unable to get the post.")
+            self.readable_channel(cur, self.load_channel(cur, post["channelid"]))
+            return 200, js("post", post)
+
+    def request_token(self):
+        """The session token of the Authorization header (Bearer or Token), else of the MMAUTHTOKEN cookie."""
+        scheme, _space, token = self.headers.get("Authorization", "").partition(" ")
+        if scheme.lower() in ("bearer", "token"):
+            return token.strip()
+        cookies = dict(c.strip().partition("=")[::2] for c in self.headers.get("Cookie", "").split(";") if "=" in c)
+        return cookies.get("MMAUTHTOKEN", "")
+
+    @staticmethod
+    def session(token):
+        with db.tx() as cur:
+            cur.execute("SELECT userid, roles FROM sessions WHERE token = %s AND expiresat > %s", (token, now_ms()))
+            return cur.fetchone()
+
+    def authenticate(self):
+        self.token = self.request_token()
+        row = self.session(self.token) if self.token else None
+        if not row:
             raise ApiError(*EXPIRED)
         self.user_id, self.roles = row["userid"], row["roles"]
+
+    def websocket(self):
+        """GET /api/v4/websocket with Upgrade: websocket (websocket_hub.py)."""
+        self.send_response(101)
+        for header, value in (("Upgrade", "websocket"), ("Connection", "Upgrade"),
+                              ("Sec-WebSocket-Accept", websocket_hub.accept_key(self.headers["Sec-WebSocket-Key"]))):
+            self.send_header(header, value)
+        self.end_headers()
+        self.wfile.flush()
+        self.close_connection = True
+        self.connection.settimeout(None)  # idle is normal here: the hub's pings find dead clients
+        conn = websocket_hub.WebConn(self, HUB, lambda t: (self.session(t) or {}).get("userid"), VERSION, log)
+        log("debug", "Websocket connected", remote_addr=self.address_string())
+        conn.serve(self.request_token())
 
     def call(self, method, path, raw):
         for r_method, pattern, auth, fn in ROUTES:
@@ -430,6 +526,9 @@ class Handler(BaseHTTPRequestHandler):  # HTTP/1.1 with keep-alive; every API ca
         start, self.headers_out, request_id = time.monotonic(), {}, new_id()
         url = urllib.parse.urlsplit(self.path)
         self.query = dict(urllib.parse.parse_qsl(url.query))
+        if (method == "GET" and url.path in ("/api/v4/websocket", "/api/v4/users/websocket")
+                and "websocket" in self.headers.get("Upgrade", "").lower() and self.headers.get("Sec-WebSocket-Key")):
+            return self.websocket()
         with Handler.lock:
             Handler.busy += 1
         try:
@@ -472,6 +571,7 @@ def drain(server, done):
     """SIGTERM, like Mattermost's graceful shutdown: stop accepting, let requests in progress finish (within 9 s)."""
     Handler.draining.set()
     log("info", "Stopping Server...", requests_in_progress=Handler.busy)
+    HUB.close_all()
     server.shutdown(), server.socket.close()
     deadline = time.monotonic() + 8
     time.sleep(1)  # each keep-alive connection in use gets one more request, answered with Connection: close

@@ -32,7 +32,10 @@ echo "[operations] converge"
 grep -A1 'PLAY RECAP' /tmp/ops-converge.log | tail -1
 
 export OPS_URL="http://127.0.0.1:$OPS_HTTP_PORT" OPS_CONVERGE="${PLAY[*]}"
-export OPS_PLAYBOOK="ansible-playbook -i localhost, -e @$ROOT/tests/lab/images.yml -e @$HERE/vars.yml"
+# The day-2 playbooks (backup, restore) with the registry unreachable and no image archives: they use
+# the images already on the host, so neither may be needed.
+export OPS_PLAYBOOK="ansible-playbook -i localhost, -e @$ROOT/tests/lab/images.yml -e @$HERE/vars.yml \
+  -e stack_image_archive_dir= -e stack_registry_check_url=http://127.0.0.1:9/v2/"
 export OPS_ARCHIVE_PLAY="ansible-playbook -i localhost, $HERE/archive.yml"
 [ -d tests/conformance/node_modules/@mattermost/client ] \
   || (cd tests/conformance && npm ci --no-audit --no-fund --loglevel=error)

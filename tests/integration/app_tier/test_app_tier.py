@@ -355,8 +355,8 @@ def test_check_diff_shows_a_pool_change_and_fails_nothing():
 
 @pytest.mark.parametrize("extra_vars, message", [
     ({"stack_mattermost_replicas": 0}, "replicas=0"),
-    ({"mattermost_site_url": "not a url"}, "is not a URL"),
-    ({"mattermost_edition": "enterprise", "mattermost_license_file": "/nonexistent/mattermost.license"},
+    ({"stack_site_url": "not a url"}, "is not a URL"),
+    ({"mattermost_edition": "enterprise", "stack_mattermost_license_file": "/nonexistent/mattermost.license"},
      "must exist on the controller"),
     ({"mattermost_env": {"MM_SQLSETTINGS_MAXOPENCONNS": "40"}},
      "mattermost_env.MM_SQLSETTINGS_MAXOPENCONNS sets a planned value: set stack_plan_overrides: "

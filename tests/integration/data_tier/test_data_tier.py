@@ -34,8 +34,8 @@ with open(EXPECTED_FILE, encoding="utf-8") as _file:
 SECRETS_DIR = os.environ.get("DT_SECRETS_DIR", "/tmp/mmops-test/secrets")
 PG_HOST = harness.require_env("DT_POSTGRES_HOST", RUN_SH)
 PGB_HOST = harness.require_env("DT_PGBOUNCER_HOST", RUN_SH)
-PG_PORT = EXPECTED["postgres_port"]
-PGB_PORT = EXPECTED["pgbouncer_port"]
+PG_PORT = EXPECTED["stack_postgres_port"]
+PGB_PORT = EXPECTED["stack_pgbouncer_port"]
 DB = EXPECTED["database"]
 USERS = EXPECTED["users"]
 CONVERGE = harness.require_env("DT_CONVERGE", RUN_SH, split=True)

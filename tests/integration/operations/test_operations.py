@@ -48,7 +48,7 @@ REPORT = Path(os.environ.get("OPS_REPORT", "/tmp/ops-report.txt"))
 NETWORK = EXPECTED["network"]
 DB = EXPECTED["database"]
 REPLICAS = EXPECTED["replicas"]
-MM_DIR = Path(EXPECTED["mattermost_dir"])
+MM_DIR = Path(EXPECTED["stack_mattermost_dir"])
 BACKUP_DIR = Path(EXPECTED["backup_dir"])
 BACKUP = EXPECTED["backup_script"]
 RESTORE = EXPECTED["restore_script"]
@@ -89,7 +89,7 @@ def secret(name):
 
 def pg(user="postgres", dbname=DB, via_pgbouncer=False):
     host = address(EXPECTED["pgbouncer_container" if via_pgbouncer else "postgres_container"])
-    port = EXPECTED["pgbouncer_port"] if via_pgbouncer else 5432
+    port = EXPECTED["stack_pgbouncer_port"] if via_pgbouncer else 5432
     password = secret({"postgres": "postgres_superuser_password",
                        EXPECTED["mattermost_user"]: "postgres_mattermost_password"}[user])
     return psycopg.connect(host=host, port=port, dbname=dbname, user=user, password=password, connect_timeout=10,

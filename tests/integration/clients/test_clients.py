@@ -3,7 +3,7 @@ written here: PyPI `mattermostdriver` (REST and its websocket) and npm `@matterm
 (Client4, the web app's own client). In the lab the server is the test double, so this proves the
 double serves what real clients call, and that Nginx's websocket location carries a websocket.
 
-MM_CLIENTS_URL names the stack (http://127.0.0.1:<port>); the operations suite runs this against
+MMOPS_CLIENTS_URL names the stack (http://127.0.0.1:<port>); the operations suite runs this against
 its one-replica stack. Unlicensed replicas do not pass events to each other (no cluster), so the
 websocket check needs the poster and the listener on one server: one replica."""
 import asyncio
@@ -28,8 +28,8 @@ PASSWORD = "clients-Passw0rd!"
 
 @pytest.fixture(scope="module")
 def site():
-    url = os.environ.get("MM_CLIENTS_URL")
-    assert url, "MM_CLIENTS_URL is not set: run this through a suite that deploys a stack (tests/integration/operations)"
+    url = os.environ.get("MMOPS_CLIENTS_URL")
+    assert url, "MMOPS_CLIENTS_URL is not set: run this through a suite that deploys a stack (tests/integration/operations)"
     return urllib.parse.urlsplit(url)
 
 

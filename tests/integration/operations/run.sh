@@ -40,7 +40,7 @@ export OPS_ARCHIVE_PLAY="ansible-playbook -i localhost, $HERE/archive.yml"
 [ -d tests/conformance/node_modules/@mattermost/client ] \
   || (cd tests/conformance && npm ci --no-audit --no-fund --loglevel=error)
 echo "[operations] pytest against $OPS_URL (first the API clients, then the operations)"
-MM_CLIENTS_URL="$OPS_URL" python -m pytest -p no:cacheprovider -q -rs "$HERE/../clients/test_clients.py" \
+MMOPS_CLIENTS_URL="$OPS_URL" python -m pytest -p no:cacheprovider -q -rs "$HERE/../clients/test_clients.py" \
   "$HERE/test_operations.py" "$@"
 echo "[operations] measured:"
 cat "$OPS_REPORT"

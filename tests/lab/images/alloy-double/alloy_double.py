@@ -5,15 +5,21 @@ As strict as the image where the roles can get it wrong (tests/lab/contracts/all
 creates a directory per labelled component under --storage.path and exits when it cannot (the
 official image's data directory is 473:473 mode 0770), and it asks the Docker socket named in the
 configuration for the containers, as discovery.docker does; the answer is on /metrics
-(alloy_double_docker_api_up) and in the log."""
+(alloy_double_docker_api_up) and in the log. Like loki.source.docker, it then ships the containers'
+new log lines every few seconds to the URL of loki.write (a JSON push, stream labels job and
+container), so a test can see lines arrive in Loki only while Alloy really runs."""
 import http.client
+import json
 import os
 import re
 import socket
 import sys
+import threading
+import time
+import urllib.request
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
-STATE = {"docker_up": 0}
+STATE = {"docker_up": 0, "pushed_lines": 0}
 
 
 def strip(text):
@@ -41,17 +47,63 @@ class UnixConnection(http.client.HTTPConnection):
         self.sock.connect(self.unix_path)
 
 
+def docker_get(socket_path, path):
+    conn = UnixConnection(socket_path)
+    conn.request("GET", path)
+    resp = conn.getresponse()
+    return resp.status, resp.read()
+
+
 def ask_docker(raw):
     match = re.search(r'host\s*=\s*"unix://([^"]+)"', raw)
     if not match:
-        return
+        return None
     try:
-        conn = UnixConnection(match.group(1))
-        conn.request("GET", "/containers/json")
-        STATE["docker_up"] = int(conn.getresponse().status == 200)
+        status, _body = docker_get(match.group(1), "/containers/json")
+        STATE["docker_up"] = int(status == 200)
     except OSError as exc:
         print(f'level=error msg="discovery.docker: cannot reach the Docker API" host={match.group(1)} err="{exc}"',
               flush=True)
+    return match.group(1)
+
+
+def frames(data):
+    """The lines of Docker's multiplexed log stream (8-byte header per frame)."""
+    out = []
+    while len(data) >= 8:
+        size = int.from_bytes(data[4:8], "big")
+        out.extend(data[8:8 + size].decode(errors="replace").splitlines())
+        data = data[8 + size:]
+    return out
+
+
+def ship(socket_path, push_url):
+    """loki.source.docker and loki.write, roughly: new lines of every container, pushed every 5 s."""
+    since = int(time.time()) - 60
+    while True:
+        now = int(time.time())
+        streams = []
+        try:
+            _status, body = docker_get(socket_path, "/containers/json")
+            for container in json.loads(body):
+                name = container["Names"][0].lstrip("/")
+                job = container.get("Labels", {}).get("org.mattermost-ops.service", "docker")
+                _status, logs = docker_get(socket_path, f"/containers/{container['Id']}/logs?stdout=1&stderr=1"
+                                                        f"&since={since}&until={now}")
+                lines = frames(logs)
+                if lines:
+                    stamp = str(time.time_ns())
+                    streams.append({"stream": {"job": job, "container": name},
+                                    "values": [[stamp, line] for line in lines]})
+            if streams:
+                request = urllib.request.Request(push_url, data=json.dumps({"streams": streams}).encode(),
+                                                 headers={"Content-Type": "application/json"}, method="POST")
+                urllib.request.urlopen(request, timeout=10).close()
+                STATE["pushed_lines"] += sum(len(s["values"]) for s in streams)
+            since = now
+        except (OSError, ValueError, KeyError) as exc:
+            print(f'level=warn msg="loki.write: push failed" err="{exc}"', flush=True)
+        time.sleep(5)
 
 
 class Handler(BaseHTTPRequestHandler):
@@ -65,7 +117,8 @@ class Handler(BaseHTTPRequestHandler):
     def do_GET(self):  # noqa: N802
         if self.path.startswith("/metrics"):
             return self.reply(f'alloy_build_info{{version="test-double"}} 1\n'
-                              f'alloy_double_docker_api_up {STATE["docker_up"]}\n'.encode())
+                              f'alloy_double_docker_api_up {STATE["docker_up"]}\n'
+                              f'alloy_double_pushed_lines_total {STATE["pushed_lines"]}\n'.encode())
         return self.reply(b"Alloy is ready.\n")
 
     do_POST = do_GET  # /-/reload
@@ -87,7 +140,10 @@ def main(args):
             os.makedirs(os.path.join(storage, f"{kind}.{label}"), exist_ok=True)
         except OSError as exc:
             sys.exit(f'level=error msg="failed to create the data directory of {kind}.{label}" err="{exc}"')
-    ask_docker(raw)
+    socket_path = ask_docker(raw)
+    push_url = re.search(r'loki\.write\s+"[^"]*"\s*\{.*?url\s*=\s*"([^"]+)"', raw, re.S)
+    if socket_path and push_url:
+        threading.Thread(target=ship, args=(socket_path, push_url.group(1)), daemon=True).start()
     print(f"Alloy TEST DOUBLE (not Alloy): {config} has {len(components)} labelled components", flush=True)
     host, _, port = listen.rpartition(":")
     ThreadingHTTPServer((host, int(port)), Handler).serve_forever()

@@ -16,8 +16,9 @@ lt-bench-*; Nginx on 127.0.0.1:18091; nothing else is touched):
      the no-op converge);
   3. run "plan": playbooks/loadtest.yml with the `benchmark` scenario against the stack as planned,
      sampling pg_stat_activity and PgBouncer's SHOW POOLS twice a second;
-  4. applies the original lab's connection settings (see SEED below) straight to the running
-     containers - the roles refuse them by design and have no switch to skip the plan check;
+  4. converges the same play again with the original lab's connection settings (SEED below) as
+     stack_plan_overrides and stack_plan_enforce=false: the roles deploy them (they break the capacity
+     model, so the plan check only warns, as that documented switch is for);
   5. run "seed": the same scenario, the same sampling;
   6. writes the Markdown report and removes the stack (--keep leaves it, with the seed settings).
 Every number in the report comes from this run. docs/benchmarks.md also holds the pool-size sweep of
@@ -53,16 +54,16 @@ NETWORK = f"{PREFIX}-mattermost"
 POSTGRES, PGBOUNCER, NGINX = f"{PREFIX}-postgres", f"{PREFIX}-pgbouncer", f"{PREFIX}-nginx"
 REPLICAS = [f"{PREFIX}-mattermost-{i}" for i in (1, 2, 3)]
 
-# The original lab's connection settings as they were in force (shared/reference/seed-audit.md):
-# PgBouncer in session mode with a server pool of 50 and no reserve (PgBouncer's defaults for what the
-# seed did not set), PostgreSQL's default max_connections of 100, and Mattermost's MaxOpenConns 30 /
-# MaxIdleConns 10 from the environment. Container CPU and memory limits stay as planned in both runs.
+# The original lab's connection settings as they were in force (shared/reference/seed-audit.md), as
+# stack_plan_overrides: PgBouncer in session mode with a server pool of 50 and no reserve (PgBouncer's
+# defaults for what the seed did not set), PostgreSQL's default max_connections of 100, and Mattermost's
+# MaxOpenConns 30 / MaxIdleConns 10. Container CPU and memory limits stay as planned in both runs.
 SEED = {
-    "pgbouncer": {"pool_mode": "session", "max_client_conn": "200", "default_pool_size": "50", "min_pool_size": "0",
-                  "reserve_pool_size": "0", "max_db_connections": "0", "query_wait_timeout": "120",
-                  "server_idle_timeout": "600"},
-    "postgres": {"max_connections": "100"},
-    "mattermost": {"MM_SQLSETTINGS_MAXOPENCONNS": "30", "MM_SQLSETTINGS_MAXIDLECONNS": "10"},
+    "pgbouncer": {"pool_mode": "session", "max_client_conn": 200, "default_pool_size": 50, "min_pool_size": 0,
+                  "reserve_pool_size": 0, "max_db_connections": 0, "query_wait_timeout": 120,
+                  "server_idle_timeout": 600},
+    "postgres": {"max_connections": 100},
+    "mattermost": {"MaxOpenConns": 30, "MaxIdleConns": 10},
 }
 # The pool-size sweep's part of docs/benchmarks.md lies between these markers (see write_report).
 SWEEP_BEGIN, SWEEP_END = "<!-- pool-sweep:begin -->", "<!-- pool-sweep:end -->"
@@ -121,35 +122,6 @@ def wait_healthy(name, timeout=180):
             return
         time.sleep(1)
     raise RuntimeError(f"{name} is not healthy after {timeout} s")
-
-
-def recreate_with_env(name, changes, nginx=None):
-    """Recreate a container exactly as it is (same image, host config, network, labels) with some
-    environment variables changed (value None removes one). Docker cannot change the environment of a
-    container, and the mattermost role would refuse values the plan does not allow. With `nginx`,
-    that container gets a HUP afterwards so that it resolves the new address."""
-    import docker as docker_sdk  # pylint: disable=import-outside-toplevel
-
-    api = docker_sdk.APIClient(version="auto")
-    info = api.inspect_container(name)
-    config = dict(info["Config"])
-    variables = dict(item.split("=", 1) for item in config.get("Env") or [])
-    for key, value in changes.items():
-        if value is None:
-            variables.pop(key, None)
-        else:
-            variables[key] = str(value)
-    config["Env"] = [f"{k}={v}" for k, v in variables.items()]
-    endpoints = {net: {"Aliases": [a for a in (ep.get("Aliases") or []) if a != info["Id"][:12]]}
-                 for net, ep in info["NetworkSettings"]["Networks"].items()}
-    api.stop(name, timeout=10)
-    api.remove_container(name)
-    body = {**config, "HostConfig": info["HostConfig"], "NetworkingConfig": {"EndpointsConfig": endpoints}}
-    # pylint: disable=protected-access
-    created = api._result(api._post_json(api._url("/containers/create"), data=body, params={"name": name}), True)
-    api.start(created["Id"])
-    if nginx:
-        docker("kill", "-s", "HUP", nginx, check=False)
 
 
 def replica_env(name):
@@ -304,28 +276,20 @@ def set_pgbouncer_ini(settings, note):
     ini.write_text(text, encoding="utf-8")
 
 
-def apply_seed_settings():
-    """The seed's connection settings, applied to the running containers (not through the roles,
-    which refuse them: that is their job)."""
-    log("seed settings: PostgreSQL max_connections=100 (ALTER SYSTEM, restart)")
-    docker("exec", "-u", "postgres", POSTGRES, "psql", "-X", "-q", "-c",
-           f"ALTER SYSTEM SET max_connections = {SEED['postgres']['max_connections']}")
-    docker("restart", "-t", "30", POSTGRES)
-    wait_healthy(POSTGRES)
-
-    log("seed settings: PgBouncer session pool of 50, no reserve (pgbouncer.ini rewritten, restart)")
-    set_pgbouncer_ini(SEED["pgbouncer"], "SEED SETTINGS applied by tools/benchmark.py")
-    docker("restart", "-t", "10", PGBOUNCER)
-    wait_healthy(PGBOUNCER)
-
-    log("seed settings: Mattermost MaxOpenConns=30, MaxIdleConns=10 (replicas recreated)")
-    for name in REPLICAS:
-        recreate_with_env(name, SEED["mattermost"])
+def apply_seed_settings(results_root):
+    """The seed's connection settings deployed by the roles: the same play with SEED as stack_plan_overrides
+    and stack_plan_enforce=false (they break the capacity model, so the plan check only warns). The roles
+    restart PostgreSQL and PgBouncer for settings read at start and recreate the replicas; timed."""
+    log("seed settings: converge with stack_plan_overrides (stack_plan_enforce=false)")
+    extra = json.dumps({"stack_plan_overrides": SEED, "stack_plan_enforce": False})
+    _, output, seconds = run(converge_command() + ["-e", extra], logfile=results_root / "converge-seed.log")
+    if "Check the effective plan" not in output or "...ignoring" not in output:
+        sys.exit("the seed converge did not report the plan's violations: see converge-seed.log")
     for name in REPLICAS:
         wait_healthy(name)
-    docker("kill", "-s", "HUP", NGINX)
-    time.sleep(2)
     wait_ping()
+    return {"label": "seed settings converge (the roles apply the overrides)", "seconds": seconds,
+            "recap": recap(output)}
 
 
 def loadtest(label, args, results_root, database=None):
@@ -430,8 +394,9 @@ def render(args, command, started, finished, host, converges, settings, runs):
         f"(one seeded account each) ramping up over the first quarter of {args.duration}, holding, ramping down; "
         "each logs in once, then per iteration lists its teams and its channels, reads the last 30 posts of a "
         "channel and posts a message, with a think time of 0.5-1.5 s. Requests go to Nginx on loopback.",
-        "- **What is real and what is a test double:** PostgreSQL 15, PgBouncer 1.18 and Nginx 1.22 are the real "
-        "servers (Debian's packages in the offline lab images). **Mattermost is a test double** "
+        "- **What is real and what is a test double:** PostgreSQL, PgBouncer and Nginx are the real servers, "
+        "from Debian's packages in the offline lab images (`tests/lab/images.yml`; versions in docs/images.md). "
+        "**Mattermost is a test double** "
         "(`tests/lab/images/mattermost-double`, a small Python service with Mattermost's API subset, bcrypt "
         "cost 10 and a connection pool capped at MaxOpenConns) - the absolute numbers say nothing about real "
         "Mattermost's throughput; what the comparison shows is what the connection settings do to the data tier "
@@ -479,20 +444,18 @@ def render(args, command, started, finished, host, converges, settings, runs):
         "|---|" + "---|" * len(settings),
         *[f"| {name} | " + " | ".join(f"`{settings[label][name]}`" for label in settings) + " |" for name in names],
         "",
-        "**How the seed settings were applied.** The roles check every effective setting against the capacity "
-        "plan and refuse these (session pooling pins one server connection per client: 3 x 30 clients against a "
-        "server pool of 50 and `max_connections` "
-        f"{settings['plan']['postgres max_connections']}), and neither `roles/pgbouncer` nor `roles/mattermost` has a "
-        "switch that skips the check - so the roles were not used for them, and not changed. After the plan run "
-        "the benchmark wrote them straight into the running stack: `ALTER SYSTEM SET max_connections = 100` and a "
-        "restart of PostgreSQL (the seed ran PostgreSQL's default; with the plan's "
-        f"{settings['plan']['postgres max_connections']} a pool of 50 could never fill), the seed values into the "
-        "pgbouncer.ini the role had written and a restart of PgBouncer, and the "
-        "three replicas recreated from their own `docker inspect` with `MM_SQLSETTINGS_MAXOPENCONNS=30` and "
-        "`MM_SQLSETTINGS_MAXIDLECONNS=10` (Docker cannot change a container's environment in place), then a "
-        "reload of Nginx. Container CPU and memory limits are the plan's in both runs. The plan ran first, on "
-        "the freshly converged stack; the seed run followed on the same database (with the posts of the first "
-        "run in it).",
+        "**How the seed settings were applied.** Through the roles: after the plan run the benchmark converged "
+        "the same play again with the seed values as `stack_plan_overrides` and `stack_plan_enforce=false`. The "
+        "capacity model refuses them (session pooling pins one server connection per client: 3 x 30 clients "
+        "against a server pool of 50 and `max_connections` "
+        f"{settings['plan']['postgres max_connections']}), so the plan check only warned, as that documented "
+        "switch is for. The roles then restarted PostgreSQL for `max_connections = 100` (the seed ran "
+        "PostgreSQL's default; with the plan's "
+        f"{settings['plan']['postgres max_connections']} a pool of 50 could never fill), restarted PgBouncer for "
+        "the session pool and recreated the three replicas with `MM_SQLSETTINGS_MAXOPENCONNS=30` and "
+        "`MM_SQLSETTINGS_MAXIDLECONNS=10`. Container CPU and memory limits are the plan's in both runs. The plan "
+        "ran first, on the freshly converged stack; the seed run followed on the same database (with the posts "
+        "of the first run in it).",
         "",
         "## Converging the lab stack",
         "",
@@ -542,22 +505,24 @@ def host_info():
 
 
 def prepare(args, results_root):
-    """The collection link for Ansible, the lab images (unless --no-build), no earlier lt-bench stack."""
+    """The collection link for Ansible (scripts/lib.sh), the lab images (unless --no-build), no earlier
+    lt-bench stack."""
     results_root.mkdir(parents=True)
-    (ROOT / ".collections" / "ansible_collections" / "mattermost_ops").mkdir(parents=True, exist_ok=True)
-    link = ROOT / ".collections" / "ansible_collections" / "mattermost_ops" / "stack"
-    if not link.exists():
-        link.symlink_to(ROOT)
+    run(["bash", "-c", 'source scripts/lib.sh && link_collection'])
     if not args.no_build:
         log("lab images")
         run([str(ROOT / "tests" / "lab" / "build-images")], logfile=results_root / "build-images.log")
     run([str(CLEANUP)])
 
 
+def converge_command():
+    return [str(VENV_BIN / "ansible-playbook"), "-i", "localhost,", str(PLAY.relative_to(ROOT))]
+
+
 def converge(results_root, labels):
     """play.yml once per label, timed; [{label, seconds, recap}]."""
     converges = []
-    cmd = [str(VENV_BIN / "ansible-playbook"), "-i", "localhost,", str(PLAY.relative_to(ROOT))]
+    cmd = converge_command()
     for label in labels:
         log(label)
         _, output, seconds = run(cmd, logfile=results_root / f"converge-{len(converges) + 1}.log")
@@ -602,7 +567,7 @@ def main():
         log(f"run plan: {args.vus} VUs for {args.duration}")
         runs.append(loadtest("plan", args, results_root))
 
-        apply_seed_settings()
+        converges.append(apply_seed_settings(results_root))
         settings["seed"] = effective_settings()
         log(f"run seed: {args.vus} VUs for {args.duration}")
         runs.append(loadtest("seed", args, results_root))

@@ -33,9 +33,8 @@ options:
     type: str
     required: true
   admin_password:
-    description: Its password.
+    description: Its password. Derived from O(secret) as the users' passwords are, when not given.
     type: str
-    required: true
   email_domain:
     description: Domain of the accounts' e-mail addresses.
     type: str
@@ -61,6 +60,11 @@ options:
     description: JSON file (mode 0600) with the ids seeded on this site before.
     type: path
     required: true
+  accounts_file:
+    description:
+      - When given, the accounts for k6 are written there (mode 0600), the one place their passwords are written down
+        C({"team_id", "channel_ids", "users": [{"username", "id", "password"}]}).
+    type: path
   workers:
     description: Accounts created at once.
     type: int
@@ -81,6 +85,7 @@ EXAMPLES = r"""
     users: [loadtest-0001, loadtest-0002, loadtest-0003]
     secret: "{{ loadtest_secret }}"
     state_file: ~/.cache/mattermost-ops/loadtest/accounts.json
+    accounts_file: /tmp/k6-accounts.json
   no_log: true
 """
 
@@ -175,7 +180,8 @@ def read_state(path):
         return {}
 
 
-def write_state(path, state):
+def write_private(path, state):
+    """Write JSON atomically, readable by the owner only (mode 0600)."""
     directory = os.path.dirname(path) or "."
     os.makedirs(directory, mode=0o700, exist_ok=True)
     handle, tmp = tempfile.mkstemp(dir=directory, prefix=".accounts-")
@@ -188,11 +194,12 @@ def write_state(path, state):
 def seed(params):
     api, p = Api(params), params
     changed = False
-    admin = {"username": p["admin_username"], "password": p["admin_password"],
+    admin_password = p["admin_password"] or user_password(p["secret"], p["admin_username"])
+    admin = {"username": p["admin_username"], "password": admin_password,
              "email": f"{p['admin_username']}@{p['email_domain']}"}
     status, _data, _headers = api.call("POST", "/users", admin, ok=(201,))
     changed |= status == 201
-    login = {"login_id": p["admin_username"], "password": p["admin_password"]}
+    login = {"login_id": p["admin_username"], "password": admin_password}
     status, _data, headers = api.call("POST", "/users/login", login)
     if status not in (200, 201) or not headers.get("Token"):
         hint = (": the account exists with another password. Give it as loadtest_admin_password, or use the "
@@ -230,11 +237,17 @@ def seed(params):
     created = sum(1 for _name, _id, new in results if new)
     ids = {**known, **{name: user_id for name, user_id, _new in results}}
     if results or state.get("team_id") != team["id"]:
-        write_state(p["state_file"], {"base_url": p["url"], "team_id": team["id"], "users": ids})
-    return {"changed": changed or created > 0, "team_id": team["id"], "created": created,
-            "reused": len(p["users"]) - created,
-            "channel_ids": [c["id"] for c in found if CHANNEL_NAMES.match(c["name"])],
-            "users": {name: ids[name] for name in p["users"]}}
+        write_private(p["state_file"], {"base_url": p["url"], "team_id": team["id"], "users": ids})
+    result = {"changed": changed or created > 0, "team_id": team["id"], "created": created,
+              "reused": len(p["users"]) - created,
+              "channel_ids": [c["id"] for c in found if CHANNEL_NAMES.match(c["name"])],
+              "users": {name: ids[name] for name in p["users"]}}
+    if p["accounts_file"]:
+        write_private(p["accounts_file"], {
+            "team_id": team["id"], "channel_ids": result["channel_ids"],
+            "users": [{"username": name, "id": ids[name], "password": user_password(p["secret"], name)}
+                      for name in p["users"]]})
+    return result
 
 
 def main():
@@ -243,13 +256,14 @@ def main():
             "url": {"type": "str", "required": True},
             "validate_certs": {"type": "bool", "default": True},
             "admin_username": {"type": "str", "required": True},
-            "admin_password": {"type": "str", "required": True, "no_log": True},
+            "admin_password": {"type": "str", "default": "", "no_log": True},
             "email_domain": {"type": "str", "default": "example.com"},
             "team_name": {"type": "str", "required": True},
             "channels": {"type": "int", "default": 2},
             "users": {"type": "list", "elements": "str", "required": True},
             "secret": {"type": "str", "required": True, "no_log": True},
             "state_file": {"type": "path", "required": True},
+            "accounts_file": {"type": "path"},
             "workers": {"type": "int", "default": 8},
             "timeout": {"type": "int", "default": 30},
         },

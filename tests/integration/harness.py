@@ -5,8 +5,11 @@ never skips (a plain `pytest` with nothing deployed must not pass)."""
 
 from __future__ import annotations
 
+import json
 import os
 import shlex
+import subprocess
+import time
 from pathlib import Path
 
 import pytest
@@ -26,3 +29,15 @@ def require_env(name, run_sh, split=False):
     if not value:
         pytest.fail(f"{name} is not set: run {run_sh}, which exports it", pytrace=False)
     return shlex.split(value) if split else value
+
+
+def wait_healthy(name, timeout=90):
+    """Wait until Docker reports the container's health check healthy; fail after `timeout` seconds."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        out = subprocess.run(["docker", "inspect", name], capture_output=True, text=True, timeout=30, check=False)
+        state = json.loads(out.stdout)[0]["State"] if out.returncode == 0 else {}
+        if state.get("Health", {}).get("Status") == "healthy":
+            return
+        time.sleep(1)
+    raise AssertionError(f"{name} is not healthy after {timeout} s")

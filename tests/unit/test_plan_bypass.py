@@ -83,3 +83,26 @@ def test_bypass_is_refused_before_anything_changes(extra_vars, messages):
 def test_the_breaking_override_breaks_the_client_rule():
     assert [m for m in lab_violations(BREAKING_OVERRIDE) if m.startswith("[client_conn_capacity] ")]
     assert not lab_violations(None)
+
+
+def test_enforce_false_goes_on_with_every_violation_shown(tmp_path):
+    """stack_plan_enforce=false (experiments such as tools/benchmark.py) deploys the overridden plan: the check
+    still lists every violation, as a failed-and-ignored task, and the plan the roles read has the override."""
+    play = tmp_path / "play.yml"
+    play.write_text(yaml.safe_dump([{
+        "name": "The plan with stack_plan_enforce=false", "hosts": "localhost", "connection": "local",
+        "gather_facts": True,
+        "tasks": [{"name": "Plan", "ansible.builtin.include_role": {"name": "mattermost_ops.stack.stack"}},
+                  {"name": "The override is in the plan", "ansible.builtin.assert": {
+                      "that": ["stack_plan.pgbouncer.max_client_conn | int == 5"]}}]}]))
+    args = {"ansible_python_interpreter": sys.executable, "stack_users": 100, "stack_mattermost_replicas": 3,
+            **LAB_SIZE, "stack_plan_overrides": BREAKING_OVERRIDE, "stack_plan_enforce": False}
+    env = {**os.environ, "ANSIBLE_CONFIG": str(ROOT / "ansible.cfg"), "ANSIBLE_NOCOLOR": "1"}
+    result = subprocess.run(["ansible-playbook", "-i", "localhost,", str(play), "-e", json.dumps(args)], cwd=ROOT,
+                            capture_output=True, text=True, timeout=180, env=env, check=False)
+    out = result.stdout + result.stderr
+    flat = " ".join(out.split())
+    assert result.returncode == 0, out[-3000:]
+    assert "...ignoring" in out and re.search(r"failed=0 .*ignored=1", flat), out[-3000:]
+    assert "The effective capacity plan breaks the capacity model" in flat, out[-3000:]
+    assert "[client_conn_capacity]" in flat and "> max_client_conn 5." in flat, out[-3000:]

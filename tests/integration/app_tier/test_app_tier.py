@@ -90,16 +90,6 @@ def stack_containers():
     return sorted(out.split())
 
 
-def wait_healthy(name, timeout=90):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        state = inspect(name)["State"]
-        if state.get("Health", {}).get("Status") == "healthy":
-            return
-        time.sleep(1)
-    raise AssertionError(f"{name} is not healthy after {timeout} s")
-
-
 def access_log_offset():
     return ACCESS_LOG.stat().st_size if ACCESS_LOG.exists() else 0
 
@@ -284,6 +274,28 @@ def test_stub_status_answers_inside_the_stack_network():
     assert "Active connections" in out
 
 
+def test_the_nginx_reload_checks_first_and_keeps_serving():
+    """The reload other roles call: with a replica listed in the upstream stopped (its name does not
+    resolve), the check fails the run and Nginx keeps serving with its running configuration; with
+    nginx_reload_best_effort (the restore starting replicas one by one) the run goes on; with every replica
+    back it reloads."""
+    reload = [*CONVERGE[:-1], str(HERE / "reload.yml")]
+    victim = REPLICAS[-1]
+    docker("stop", "-t", "10", victim)
+    try:
+        strict = run(reload)
+        lenient = run(reload, {"nginx_reload_best_effort": True})
+        status, _hdrs, _body = api("GET", "/api/v4/system/ping")
+    finally:
+        docker("start", victim)
+        harness.wait_healthy(victim)
+    assert strict[0] != 0 and strict[2].get("failed") == 1 and victim in strict[1], strict[1][-3000:]
+    assert lenient[0] == 0 and lenient[2].get("changed") == 0, lenient[1][-3000:]
+    assert status == 200
+    rc, output, counts = run(reload)
+    assert rc == 0 and counts["changed"] == 1 and "TASK [mattermost_ops.stack.nginx : Reload Nginx]" in output, output[-3000:]
+
+
 # --------------------------------------------------------------------------- 3. failures under load
 def test_a_stopped_replica_costs_no_idempotent_request(session, tmp_path):
     victim = REPLICAS[1]
@@ -299,7 +311,7 @@ def test_a_stopped_replica_costs_no_idempotent_request(session, tmp_path):
             proc.send_signal(signal.SIGINT)
             proc.wait(timeout=30)
         docker("start", victim, check=False)
-    wait_healthy(victim)
+    harness.wait_healthy(victim)
     failed, total = result["read"]
     print(f"reads {total}, failed {failed}; writes {result['write'][1]}, failed {result['write'][0]}")
     assert total > 100, result["output"]
@@ -330,7 +342,7 @@ def test_rolling_restart_under_load_fails_no_request(session, tmp_path):
     assert reads > 100 and writes > 10, result["output"]
     assert failed_reads == 0 and failed_writes == 0, result["output"]
     for name in REPLICAS:
-        wait_healthy(name, timeout=30)
+        harness.wait_healthy(name, timeout=30)
 
 
 # --------------------------------------------------------------------------- 4. converging again

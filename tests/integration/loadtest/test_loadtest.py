@@ -7,7 +7,6 @@ Everything comes from the environment (run.sh sets it):
 Only the stack's own containers and loopback are used; every k6 run is bounded (a few VUs, seconds).
 """
 
-import importlib.util
 import json
 import os
 import re
@@ -22,6 +21,7 @@ import uuid
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
+import harness
 import pytest
 
 ROOT = Path(__file__).resolve().parents[3]
@@ -35,11 +35,6 @@ ACCESS_LOG = STACK_DIR / "log" / "nginx" / "access.log"
 POSTGRES, PGBOUNCER, NGINX = f"{PREFIX}-postgres", f"{PREFIX}-pgbouncer", f"{PREFIX}-nginx"
 REPLICAS = [f"{PREFIX}-mattermost-{i}" for i in (1, 2, 3)]
 SCENARIOS = ["benchmark", "scenario-a", "scenario-b", "scenario-c"]
-
-_spec = importlib.util.spec_from_file_location("benchmark_tool", ROOT / "tools" / "benchmark.py")
-benchmark_tool = importlib.util.module_from_spec(_spec)
-_spec.loader.exec_module(benchmark_tool)
-
 
 # --------------------------------------------------------------------------- helpers
 def playbook(extra, timeout=600):
@@ -263,16 +258,11 @@ def test_crossed_thresholds_fail_the_playbook_and_postgres_gets_its_cpus_back(tm
 
 def test_a_replica_answering_500_fails_the_scenario(accounts, tmp_path):
     victim = REPLICAS[1]
-    benchmark_tool.recreate_with_env(victim, {"MMDOUBLE_FAIL_RATE": "1", "MMDOUBLE_FAIL_STATUS": "500"}, nginx=NGINX)
+    docker("kill", "-s", "USR1", victim)  # the double's run-time fault: every API call but the ping answers 500
     try:
-        benchmark_tool.wait_healthy(victim)
-        docker("kill", "-s", "HUP", NGINX)
-        time.sleep(1)
         rc, metrics, output = k6("scenario-b.js", accounts, tmp_path / "summary.json")
     finally:
-        benchmark_tool.recreate_with_env(victim, {"MMDOUBLE_FAIL_RATE": None, "MMDOUBLE_FAIL_STATUS": None}, nginx=NGINX)
-        benchmark_tool.wait_healthy(victim)
-        docker("kill", "-s", "HUP", NGINX)
+        docker("kill", "-s", "USR2", victim)
     print(f"errors {metrics['errors']['value']:.1%} of {metrics['http_reqs']['count']} requests")
     assert rc == 99, output[-3000:]
     assert metrics["http_req_failed"]["value"] > 0.05
@@ -286,7 +276,7 @@ def test_a_stopped_pgbouncer_fails_the_scenario(accounts, tmp_path):
         rc, metrics, output = k6("benchmark.js", accounts, tmp_path / "summary.json")
     finally:
         docker("start", PGBOUNCER)
-        benchmark_tool.wait_healthy(PGBOUNCER)
+        harness.wait_healthy(PGBOUNCER)
     assert rc == 99, output[-3000:]
     assert metrics["http_req_failed"]["value"] > 0.5, metrics["http_req_failed"]
     assert {"errors rate<0.01", "http_req_failed rate<0.01"} <= set(crossed(metrics)), crossed(metrics)

@@ -165,9 +165,13 @@ def test_alloy_runs_as_the_image_user_without_capabilities_and_reads_docker():
     assert "alloy_double_docker_api_up 1" in metrics, metrics
 
 
-def test_nginx_location_for_grafana_is_written():
+def test_nginx_serves_grafana_under_its_location():
+    """Nginx started (first play) before the monitoring role wrote /grafana/: Grafana answers through
+    Nginx only because the monitoring role had the nginx role reload it."""
     text = (Path(expected()["nginx_locations_dir"]) / "grafana.conf").read_text()
     assert "location /grafana/ {" in text and "proxy_pass $mmops_grafana;" in text
+    reply = requests.get(f"{expected()['site_url']}/grafana/api/health", timeout=10)
+    assert reply.status_code == 200 and reply.json()["database"] == "ok", reply.text[:300]
 
 
 def test_secret_files_are_private():

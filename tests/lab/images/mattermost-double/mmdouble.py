@@ -35,6 +35,11 @@ FORBIDDEN = (403, "api.context.permissions.app_error", "You do not have the appr
 EXPIRED = (401, "api.context.session_expired.app_error", "Invalid or expired session, please login again.")
 
 
+# Fault injection for tests, at run time: SIGUSR1 makes every API call but the ping fail with
+# MMDOUBLE_FAIL_STATUS (default 500), SIGUSR2 goes back to MMDOUBLE_FAIL_RATE (`docker kill -s USR1`).
+INJECTED_FAULT = {}
+
+
 def env(name, default=""):
     return os.environ.get(name, str(default)).strip()
 
@@ -510,7 +515,7 @@ class Handler(BaseHTTPRequestHandler):  # HTTP/1.1 with keep-alive; every API ca
                 break
         else:
             raise ApiError(404, "api.context.404.app_error", "Sorry, we could not find the page.")
-        rate = float(env("MMDOUBLE_FAIL_RATE") or 0)
+        rate = INJECTED_FAULT.get("rate", float(env("MMDOUBLE_FAIL_RATE") or 0))
         if rate and fn is not Handler.ping and random.random() < rate:  # hidden fault injection for tests
             raise ApiError(env_int("MMDOUBLE_FAIL_STATUS", 500), "mmdouble.injected_fault", "Injected fault.")
         try:
@@ -614,6 +619,8 @@ def main():
     serve_local_mode()  # after the listener: healthy (mmctl system status --local) means serving
     for sig in (signal.SIGTERM, signal.SIGINT):
         signal.signal(sig, lambda *_args: threading.Thread(target=drain, args=(server, done)).start())
+    signal.signal(signal.SIGUSR1, lambda *_args: INJECTED_FAULT.update(rate=1.0))
+    signal.signal(signal.SIGUSR2, lambda *_args: INJECTED_FAULT.clear())
     log("info", f"Server is listening on {listen}", address=listen)
     server.serve_forever(poll_interval=0.2)
     done.wait(10)

@@ -33,8 +33,9 @@ options:
     type: str
     required: true
   admin_password:
-    description: Its password. Derived from O(secret) as the users' passwords are, when not given.
+    description: Its password. Derived from O(secret) as the users' passwords are, when empty.
     type: str
+    default: ""
   email_domain:
     description: Domain of the accounts' e-mail addresses.
     type: str
@@ -62,8 +63,8 @@ options:
     required: true
   accounts_file:
     description:
-      - When given, the accounts for k6 are written there (mode 0600), the one place their passwords are written down
-        C({"team_id", "channel_ids", "users": [{"username", "id", "password"}]}).
+      - When given, the accounts for k6 are written there (mode 0600), the one place their passwords are written down.
+      - "JSON with C(team_id), C(channel_ids) and C(users), a list of C(username), C(id) and C(password)."
     type: path
   workers:
     description: Accounts created at once.

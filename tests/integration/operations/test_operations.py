@@ -55,7 +55,7 @@ RESTORE = EXPECTED["restore_script"]
 ARCHIVE = EXPECTED["archive_script"]
 CONF = Path(EXPECTED["backup_config"])
 METRICS = Path(EXPECTED["textfile_dir"]) / "mattermost_backup.prom"
-NAME_RE = re.compile(r"^mattermost-\d{8}T\d{6}Z$")
+NAME_RE = re.compile(r"^mattermost-\d{8}T\d{6}Z(-[a-z][a-z0-9-]{0,31})?$")  # nightly or labelled
 
 
 # --------------------------------------------------------------------------- helpers
@@ -266,10 +266,12 @@ def test_round_trip_through_backup_and_restore():
     before, posts_before, files_before = snapshot(), posts_checksum(), file_manifest()
     assert posts_before[0] >= 40
 
+    # A labelled backup, as before an upgrade: made, verified and restored like any other.
     started = time.monotonic()
-    rc, output, _ = playbook("backup.yml")
+    rc, output, _ = playbook("backup.yml", "-e", "backup_label=pre-upgrade")
     assert rc == 0, output[-3000:]
     name = backups()[-1]
+    assert name.endswith("Z-pre-upgrade"), backups()
     assert f"backup {name} complete" in " ".join(output.split()), output[-3000:]
     report("round trip: backup (playbooks/backup.yml, incl. Ansible)", f"{time.monotonic() - started:.1f} s")
     directory = BACKUP_DIR / name
@@ -497,12 +499,17 @@ def test_retention_keeps_exactly_the_configured_backups(tmp_path):
     for name in fake:
         (directory / name).mkdir()
         (directory / name / "SHA256SUMS").write_text("")
+    labelled = [f"mattermost-{(today - timedelta(days=30)):%Y%m%dT%H%M%SZ}-pre-upgrade",
+                f"mattermost-{(today - timedelta(days=1)):%Y%m%dT%H%M%SZ}-manual"]  # never rotated
+    for name in labelled:
+        (directory / name).mkdir()
     (directory / ".partial-mattermost-20000101T000000Z").mkdir()  # left by a killed run
     (directory / "notes").mkdir()  # not a backup: never touched
     conf = config_copy(tmp_path, BACKUP_DIR=directory, RSYNC_TARGET="", KEEP_DAILY=3, KEEP_WEEKLY=2)
     result = run(BACKUP, "--config", conf)
     assert result.returncode == 0, result.stderr
-    kept = backups(directory)
+    assert set(labelled) <= set(backups(directory)), "the retention removed a labelled backup"
+    kept = [n for n in backups(directory) if n not in labelled]
     new = sorted(set(kept) - set(fake))
     assert len(new) == 1
     expected = expected_retention(fake + new, 3, 2)
@@ -514,7 +521,20 @@ def test_retention_keeps_exactly_the_configured_backups(tmp_path):
     assert f"retention: kept 3 daily and 2 weekly backup(s), {len(kept)} in all" in result.stdout
     assert (directory / "notes").is_dir()
     assert not list(directory.glob(".partial-*"))
-    report("retention (keep_daily 3, keep_weekly 2, 42 fake + 1 new)", f"kept {len(kept)}: {', '.join(kept)}")
+    report("retention (keep_daily 3, keep_weekly 2, 42 fake + 1 new, 2 labelled kept)",
+           f"kept {len(kept)}: {', '.join(kept)}")
+
+
+def test_a_bad_label_is_refused_before_anything_is_written(tmp_path):
+    directory = tmp_path / "backups"
+    directory.mkdir(mode=0o700)
+    conf = config_copy(tmp_path, BACKUP_DIR=directory, RSYNC_TARGET="")
+    result = run(BACKUP, "--config", conf, "--label", "../Pre Upgrade")
+    assert result.returncode == 64 and "is not a label" in result.stderr, result.stderr
+    assert not list(directory.iterdir())
+    rc, output, _ = playbook("backup.yml", "-e", "backup_label=Pre_Upgrade")
+    assert rc != 0 and "Pre_Upgrade" in output and "is not a label: a-z first" in output, output[-3000:]
+    assert "TASK [mattermost_ops.stack.backup : Run one backup now]" not in output
 
 
 # --------------------------------------------------------------------------- 5. bad input
